@@ -1,0 +1,72 @@
+"""The FastAPI application: routers, error mapping, lifecycle."""
+
+from __future__ import annotations
+
+import logging
+from contextlib import asynccontextmanager
+from typing import Any, AsyncIterator
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, RedirectResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from skeino import __version__
+from skeino.api import assistants, meta, runs, store, studio, threads
+from skeino.api.deps import JSON
+from skeino.config import Config
+from skeino.errors import SkeinoError
+from skeino.graphs import GraphRegistry
+from skeino.runtime.core import Runtime
+
+logger = logging.getLogger("skeino")
+
+
+def _install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(SkeinoError)
+    async def domain_error(_: Request, exc: SkeinoError) -> JSONResponse:
+        return JSONResponse({"detail": exc.detail}, status_code=exc.status_code)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(_: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = [
+            {"loc": list(e.get("loc", ())), "msg": e.get("msg"), "type": e.get("type")}
+            for e in exc.errors()
+        ]
+        return JSONResponse({"detail": errors}, status_code=422)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        return JSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=getattr(exc, "headers", None))
+
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, exc: Exception) -> JSONResponse:
+        # Log the traceback here; the client gets no internals.
+        logger.exception("unhandled error on %s %s", request.method, request.url.path)
+        return JSONResponse({"detail": "Internal server error"}, status_code=500)
+
+
+def create_app(config: Config, registry: GraphRegistry | None = None) -> FastAPI:
+    """Build the app for a loaded config; graphs are imported here unless given."""
+    registry = registry or GraphRegistry.load(config)
+    rt = Runtime(config, registry)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await rt.start()
+        try:
+            yield
+        finally:
+            await rt.stop()
+
+    app = FastAPI(title="skeino", version=__version__, lifespan=lifespan, default_response_class=JSON)
+    app.state.runtime = rt
+    _install_error_handlers(app)
+    for router in (meta.router, assistants.router, threads.router, runs.router, store.router):
+        app.include_router(router)
+    studio.mount(app)
+    if studio.available():
+        @app.get("/", include_in_schema=False)
+        async def root() -> Any:
+            return RedirectResponse("/studio/")
+    return app

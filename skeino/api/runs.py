@@ -1,0 +1,181 @@
+"""/threads/{id}/runs and stateless /runs routes."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any, Literal
+
+from fastapi import APIRouter, Depends, Header, Query, Request
+from fastapi.responses import Response
+
+from skeino.api.deps import JSON, runtime
+from skeino.errors import Invalid
+from skeino.runtime.broker import Event
+from skeino.runtime.core import Runtime
+from skeino.schemas import RunCreate, RunsCancel
+from skeino.storage.base import Record
+from skeino.streaming.sse import event_stream
+
+router = APIRouter(tags=["runs"])
+
+_ALWAYS = {"metadata", "error", "end"}
+
+
+def _run_headers(run: Record, tail: str) -> dict[str, str]:
+    base = f"/threads/{run['thread_id']}/runs/{run['run_id']}"
+    return {"Location": f"{base}/{tail}", "Content-Location": base}
+
+
+def _body(body: RunCreate) -> dict[str, Any]:
+    data = body.data()
+    if body.command is not None:
+        data["command"] = body.command.model_dump(exclude_unset=True)
+    if body.checkpoint is not None:
+        data["checkpoint"] = body.checkpoint.model_dump(exclude_none=True)
+    return data
+
+
+def _parse_last_event_id(value: str | None) -> int:
+    if value is None or value == "":
+        return -1
+    try:
+        return int(value)
+    except ValueError:
+        raise Invalid(f"Last-Event-ID {value!r} is not an event id of this server") from None
+
+
+async def _filtered(batches: Any, modes: list[str] | None) -> Any:
+    """Only the requested modes (metadata and errors always pass)."""
+    if not modes:
+        async for batch in batches:
+            yield batch
+        return
+    wanted = set(modes) | _ALWAYS
+    if "messages-tuple" in wanted:
+        wanted.add("messages")
+    async for batch in batches:
+        kept: list[Event] = [e for e in batch if e[1].split("|", 1)[0].split("/", 1)[0] in wanted]
+        if kept:
+            yield kept
+
+
+def _stream_response(rt: Runtime, run: Record, *, after: int = -1, cancel_on_abort: bool,
+                     modes: list[str] | None = None, headers: dict[str, str] | None = None) -> Response:
+    return event_stream(
+        _filtered(rt.runs.events(run, after), modes),
+        heartbeat=rt.settings.heartbeat_seconds,
+        headers=headers,
+        on_abort=(lambda: rt.runs.cancel_on_disconnect(run)) if cancel_on_abort else None,
+    )
+
+
+async def _create_and_stream(rt: Runtime, thread_id: str | None, body: RunCreate) -> Response:
+    data = _body(body)
+    run, _ = await rt.runs.create(thread_id, data)
+    cancel = (body.on_disconnect or "cancel") == "cancel"
+    return _stream_response(rt, run, cancel_on_abort=cancel, headers=_run_headers(run, "stream"))
+
+
+async def _create_and_wait(rt: Runtime, request: Request, thread_id: str | None, body: RunCreate) -> Response:
+    run, _ = await rt.runs.create(thread_id, _body(body))
+    waiter = asyncio.ensure_future(rt.runs.wait_for(run))
+    if body.on_disconnect == "cancel":
+        while not waiter.done():
+            await asyncio.wait([waiter], timeout=0.5)
+            if not waiter.done() and await request.is_disconnected():
+                rt.runs.cancel_on_disconnect(run)
+    result = await waiter
+    return JSON(result, headers=_run_headers(run, "join"))
+
+
+# thread runs -------------------------------------------------------------------------
+@router.post("/threads/{thread_id}/runs")
+async def create_run(thread_id: str, body: RunCreate, rt: Runtime = Depends(runtime)) -> Response:
+    run, _ = await rt.runs.create(thread_id, _body(body))
+    return JSON(run, headers=_run_headers(run, "stream"))
+
+
+@router.post("/threads/{thread_id}/runs/stream")
+async def stream_run(thread_id: str, body: RunCreate, rt: Runtime = Depends(runtime)) -> Response:
+    return await _create_and_stream(rt, thread_id, body)
+
+
+@router.post("/threads/{thread_id}/runs/wait")
+async def wait_run(thread_id: str, body: RunCreate, request: Request, rt: Runtime = Depends(runtime)) -> Response:
+    return await _create_and_wait(rt, request, thread_id, body)
+
+
+@router.get("/threads/{thread_id}/runs")
+async def list_runs(thread_id: str, limit: int = Query(10, ge=1, le=1000), offset: int = Query(0, ge=0),
+                    status: str | None = None, rt: Runtime = Depends(runtime)) -> Any:
+    return await rt.runs.list(thread_id, limit=limit, offset=offset, status=status)
+
+
+@router.get("/threads/{thread_id}/runs/{run_id}")
+async def get_run(thread_id: str, run_id: str, rt: Runtime = Depends(runtime)) -> Any:
+    return await rt.runs.get(thread_id, run_id)
+
+
+@router.delete("/threads/{thread_id}/runs/{run_id}", status_code=204)
+async def delete_run(thread_id: str, run_id: str, rt: Runtime = Depends(runtime)) -> Response:
+    await rt.runs.delete(thread_id, run_id)
+    return Response(status_code=204)
+
+
+@router.post("/threads/{thread_id}/runs/{run_id}/cancel")
+async def cancel_run(thread_id: str, run_id: str, wait: bool = False,
+                     action: Literal["interrupt", "rollback"] = "interrupt", rt: Runtime = Depends(runtime)) -> Response:
+    await rt.runs.cancel(thread_id, run_id, wait=wait, action=action)
+    return Response(status_code=202 if not wait else 204)
+
+
+@router.get("/threads/{thread_id}/runs/{run_id}/join")
+async def join_run(thread_id: str, run_id: str, rt: Runtime = Depends(runtime)) -> Any:
+    return await rt.runs.join(thread_id, run_id)
+
+
+@router.get("/threads/{thread_id}/runs/{run_id}/stream")
+async def join_run_stream(thread_id: str, run_id: str, cancel_on_disconnect: bool = False,
+                          stream_mode: list[str] | None = Query(None),
+                          last_event_id: str | None = Header(None, alias="Last-Event-ID"),
+                          rt: Runtime = Depends(runtime)) -> Response:
+    run = await rt.runs.get(thread_id, run_id)
+    return _stream_response(rt, run, after=_parse_last_event_id(last_event_id),
+                            cancel_on_abort=cancel_on_disconnect, modes=stream_mode)
+
+
+@router.get("/threads/{thread_id}/stream")
+async def join_thread_stream(thread_id: str, stream_mode: list[str] | None = Query(None),
+                             rt: Runtime = Depends(runtime)) -> Response:
+    await rt.threads.get(thread_id)
+    modes = None if not stream_mode or stream_mode == ["run_modes"] else stream_mode
+    return event_stream(_filtered(rt.runs.thread_events(thread_id), modes), heartbeat=rt.settings.heartbeat_seconds)
+
+
+# stateless runs ------------------------------------------------------------------------
+@router.post("/runs")
+async def create_stateless_run(body: RunCreate, rt: Runtime = Depends(runtime)) -> Response:
+    run, _ = await rt.runs.create(None, _body(body))
+    return JSON(run, headers=_run_headers(run, "stream"))
+
+
+@router.post("/runs/stream")
+async def stream_stateless_run(body: RunCreate, rt: Runtime = Depends(runtime)) -> Response:
+    return await _create_and_stream(rt, None, body)
+
+
+@router.post("/runs/wait")
+async def wait_stateless_run(body: RunCreate, request: Request, rt: Runtime = Depends(runtime)) -> Response:
+    return await _create_and_wait(rt, request, None, body)
+
+
+@router.post("/runs/batch")
+async def batch_runs(body: list[RunCreate], rt: Runtime = Depends(runtime)) -> Any:
+    return [(await rt.runs.create(None, _body(item)))[0] for item in body]
+
+
+@router.post("/runs/cancel", status_code=204)
+async def cancel_runs(body: RunsCancel, action: Literal["interrupt", "rollback"] = "interrupt",
+                      rt: Runtime = Depends(runtime)) -> Response:
+    await rt.runs.cancel_many({**body.data(), "action": action})
+    return Response(status_code=204)

@@ -1,0 +1,41 @@
+"""Serve the bundled Studio single-page app at /studio."""
+
+from __future__ import annotations
+
+from importlib import resources
+from pathlib import Path
+
+from fastapi import FastAPI
+from starlette.staticfiles import StaticFiles
+from starlette.types import Scope
+from starlette.responses import Response
+
+
+def studio_dir() -> Path | None:
+    try:
+        path = Path(str(resources.files("skeino.studio")))
+    except (ModuleNotFoundError, TypeError):
+        return None
+    return path if (path / "index.html").is_file() else None
+
+
+def available() -> bool:
+    return studio_dir() is not None
+
+
+class _StudioFiles(StaticFiles):
+    """Static files with caching suited to an SPA: the shell revalidates, assets are cached."""
+
+    async def get_response(self, path: str, scope: Scope) -> Response:
+        response = await super().get_response(path, scope)
+        if path in ("", ".", "index.html"):
+            response.headers["Cache-Control"] = "no-cache"
+        else:
+            response.headers.setdefault("Cache-Control", "public, max-age=3600")
+        return response
+
+
+def mount(app: FastAPI) -> None:
+    folder = studio_dir()
+    if folder is not None:
+        app.mount("/studio", _StudioFiles(directory=folder, html=True), name="studio")

@@ -1,0 +1,98 @@
+"""/threads routes: records, state, history."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Depends, Query
+from fastapi.responses import Response
+
+from skeino.api.deps import runtime
+from skeino.errors import NotSupported
+from skeino.runtime.core import Runtime
+from skeino.schemas import (HistoryQuery, StateAtCheckpoint, StateUpdate, ThreadCount, ThreadCreate, ThreadPatch,
+                            ThreadPrune, ThreadSearch)
+
+router = APIRouter(prefix="/threads", tags=["threads"])
+
+
+@router.post("")
+async def create_thread(body: ThreadCreate, rt: Runtime = Depends(runtime)) -> Any:
+    return await rt.threads.create(body.data())
+
+
+@router.post("/search")
+async def search_threads(body: ThreadSearch, rt: Runtime = Depends(runtime)) -> Any:
+    if body.extract:
+        raise NotSupported("'extract' in thread search is not supported by this skeino version")
+    return await rt.threads.search(body.data())
+
+
+@router.post("/count")
+async def count_threads(body: ThreadCount, rt: Runtime = Depends(runtime)) -> Any:
+    return await rt.threads.count(body.data())
+
+
+@router.post("/prune")
+async def prune_threads(body: ThreadPrune, rt: Runtime = Depends(runtime)) -> Any:
+    return {"pruned_count": await rt.threads.prune(body.thread_ids, body.strategy)}
+
+
+@router.get("/{thread_id}")
+async def get_thread(thread_id: str, rt: Runtime = Depends(runtime)) -> Any:
+    return await rt.threads.get(thread_id)
+
+
+@router.patch("/{thread_id}")
+async def patch_thread(thread_id: str, body: ThreadPatch, rt: Runtime = Depends(runtime)) -> Any:
+    return await rt.threads.patch(thread_id, body.data())
+
+
+@router.delete("/{thread_id}", status_code=204)
+async def delete_thread(thread_id: str, rt: Runtime = Depends(runtime)) -> Response:
+    await rt.threads.delete(thread_id)
+    return Response(status_code=204)
+
+
+@router.post("/{thread_id}/copy")
+async def copy_thread(thread_id: str, rt: Runtime = Depends(runtime)) -> Any:
+    return await rt.threads.copy(thread_id)
+
+
+@router.get("/{thread_id}/state")
+async def get_state(thread_id: str, subgraphs: bool = False, rt: Runtime = Depends(runtime)) -> Any:
+    return await rt.threads.state(thread_id, subgraphs=subgraphs)
+
+
+@router.post("/{thread_id}/state")
+async def update_state(thread_id: str, body: StateUpdate, rt: Runtime = Depends(runtime)) -> Any:
+    data = body.data()
+    if body.checkpoint is not None:
+        data["checkpoint"] = body.checkpoint.model_dump(exclude_none=True)
+    return await rt.threads.update_state(thread_id, data)
+
+
+@router.post("/{thread_id}/state/checkpoint")
+async def state_at_checkpoint_body(thread_id: str, body: StateAtCheckpoint, rt: Runtime = Depends(runtime)) -> Any:
+    return await rt.threads.state(thread_id, subgraphs=body.subgraphs,
+                                  checkpoint=body.checkpoint.model_dump(exclude_none=True))
+
+
+@router.get("/{thread_id}/state/{checkpoint_id}")
+async def state_at_checkpoint(thread_id: str, checkpoint_id: str, subgraphs: bool = False,
+                              rt: Runtime = Depends(runtime)) -> Any:
+    return await rt.threads.state(thread_id, subgraphs=subgraphs, checkpoint_id=checkpoint_id)
+
+
+@router.get("/{thread_id}/history")
+async def history(thread_id: str, limit: int = Query(10, ge=1, le=1000), before: str | None = None,
+                  rt: Runtime = Depends(runtime)) -> Any:
+    return await rt.threads.history(thread_id, limit=limit, before=before)
+
+
+@router.post("/{thread_id}/history")
+async def history_post(thread_id: str, body: HistoryQuery, rt: Runtime = Depends(runtime)) -> Any:
+    before = body.before.model_dump(exclude_none=True) if hasattr(body.before, "model_dump") else body.before
+    checkpoint = body.checkpoint.model_dump(exclude_none=True) if body.checkpoint else None
+    return await rt.threads.history(thread_id, limit=body.limit, before=before, metadata=body.metadata,
+                                    checkpoint=checkpoint)

@@ -1,0 +1,95 @@
+"""`skeino serve` and `skeino dev`."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from pathlib import Path
+
+from skeino import __version__
+from skeino.config import Config, ConfigError, Settings, load_config
+
+EXIT_CONFIG = 2
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="skeino", description="Agent server for LangGraph graphs.")
+    parser.add_argument("--version", action="version", version=f"skeino {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name, helptext in (("serve", "serve the API"), ("dev", "serve with auto-reload and a banner")):
+        p = sub.add_parser(name, help=helptext)
+        p.add_argument("--config", default="langgraph.json", help="path to langgraph.json (default: ./langgraph.json)")
+        p.add_argument("--host", default=None, help="interface to bind (default 127.0.0.1)")
+        p.add_argument("--port", type=int, default=None, help="port (default 2024)")
+        p.add_argument("--db", default=None, help="SQLite file (default .skeino/skeino.db next to the config)")
+        p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    return parser
+
+
+def _load(args: argparse.Namespace) -> Config:
+    settings = Settings.from_env()
+    if args.host:
+        settings.host = args.host
+    if args.port:
+        settings.port = args.port
+    if args.db:
+        settings.db_path = Path(args.db).resolve()
+    config = load_config(args.config, settings)
+    # The graphs see langgraph.json's env as their process environment.
+    for key, value in config.env.items():
+        os.environ.setdefault(key, value)
+    return config
+
+
+def _banner(config: Config) -> str:
+    base = f"http://{config.settings.host}:{config.settings.port}"
+    return (
+        f"\n  skeino {__version__} serving {len(config.graphs)} graph(s) from {config.config_path}\n"
+        f"  API:    {base}\n  Docs:   {base}/docs\n  Studio: {base}/studio/\n"
+        f"  Data:   {config.db_path}\n"
+    )
+
+
+def app_factory():  # type: ignore[no-untyped-def]
+    """Entry point for uvicorn's reloader: rebuilds the app from the environment."""
+    from skeino.api.app import create_app
+
+    args = argparse.Namespace(config=os.environ["SKEINO_CONFIG"], host=None, port=None, db=None)
+    return create_app(_load(args))
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    logging.basicConfig(level=args.log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
+    try:
+        config = _load(args)
+        from skeino.api.app import create_app
+        from skeino.graphs import GraphRegistry
+
+        registry = GraphRegistry.load(config)
+    except ConfigError as exc:
+        print(f"skeino: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+
+    import uvicorn
+
+    settings = config.settings
+    common = dict(host=settings.host, port=settings.port, log_level=args.log_level,
+                  timeout_graceful_shutdown=int(settings.shutdown_grace) or None)
+    if args.command == "dev":
+        print(_banner(config), flush=True)
+        os.environ["SKEINO_CONFIG"] = str(config.config_path)
+        if args.db:
+            os.environ["SKEINO_DB"] = str(settings.db_path)
+        uvicorn.run("skeino.cli:app_factory", factory=True, reload=True,
+                    reload_dirs=[str(config.base_dir)], **common)  # type: ignore[arg-type]
+        return 0
+    print(_banner(config), flush=True)
+    uvicorn.run(create_app(config, registry), **common)  # type: ignore[arg-type]
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,180 @@
+"""langgraph.json + environment settings → one typed Config."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+logger = logging.getLogger("skeino")
+
+# Keys of langgraph.json that skeino reads; any other key is warned about, never fatal.
+KNOWN_KEYS = {
+    "graphs", "env", "dependencies", "store", "checkpointer", "auth", "http",
+    # Read by the official CLI for image builds; meaningless for a local server.
+    "python_version", "node_version", "dockerfile_lines", "pip_config_file",
+    "image_distro", "pip_installer", "$schema", "api_version", "base_image",
+    "keep_pkg_tools", "ui", "ui_config", "webhooks", "encryption",
+}
+
+
+class ConfigError(Exception):
+    """A configuration problem the user must fix; the message names the file and key."""
+
+
+@dataclass(frozen=True)
+class GraphSpec:
+    """One `graphs` entry: where to import the graph from."""
+
+    graph_id: str
+    path: str  # "./x.py:attr" or "pkg.module:attr"
+    description: str | None = None
+
+
+@dataclass
+class Settings:
+    """Runtime settings from the environment (SKEINO_*), overridable by the CLI."""
+
+    host: str = "127.0.0.1"
+    port: int = 2024
+    db_path: Path | None = None
+    max_concurrent_runs: int = 2048
+    run_timeout: float | None = None
+    shutdown_grace: float = 10.0
+    stream_keep_seconds: float = 60.0
+    heartbeat_seconds: float = 15.0
+    recovery: str = "error"  # what to do with runs found running after a crash: error | retry
+
+    @classmethod
+    def from_env(cls, env: os._Environ[str] | dict[str, str] = os.environ) -> "Settings":
+        """Read SKEINO_* variables; invalid values raise ConfigError naming the variable."""
+
+        def num(name: str, conv: Any, default: Any) -> Any:
+            raw = env.get(name)
+            if raw in (None, ""):
+                return default
+            try:
+                return conv(raw)
+            except ValueError:
+                raise ConfigError(f"environment variable {name}={raw!r} is not a valid number") from None
+
+        recovery = env.get("SKEINO_RECOVERY", "error")
+        if recovery not in ("error", "retry"):
+            raise ConfigError(f"SKEINO_RECOVERY must be 'error' or 'retry', not {recovery!r}")
+        db = env.get("SKEINO_DB")
+        return cls(
+            host=env.get("SKEINO_HOST", cls.host),
+            port=num("SKEINO_PORT", int, cls.port),
+            db_path=Path(db) if db else None,
+            max_concurrent_runs=num("SKEINO_MAX_CONCURRENT_RUNS", int, cls.max_concurrent_runs),
+            run_timeout=num("SKEINO_RUN_TIMEOUT", float, None),
+            shutdown_grace=num("SKEINO_SHUTDOWN_GRACE", float, cls.shutdown_grace),
+            stream_keep_seconds=num("SKEINO_STREAM_KEEP_SECONDS", float, cls.stream_keep_seconds),
+            heartbeat_seconds=num("SKEINO_HEARTBEAT_SECONDS", float, cls.heartbeat_seconds),
+            recovery=recovery,
+        )
+
+
+@dataclass
+class Config:
+    """Everything the server needs to start, resolved and validated."""
+
+    config_path: Path
+    base_dir: Path
+    graphs: list[GraphSpec]
+    env: dict[str, str] = field(default_factory=dict)
+    dependencies: list[Path] = field(default_factory=list)
+    store: dict[str, Any] = field(default_factory=dict)
+    checkpointer: dict[str, Any] = field(default_factory=dict)
+    auth: dict[str, Any] = field(default_factory=dict)
+    http: dict[str, Any] = field(default_factory=dict)
+    settings: Settings = field(default_factory=Settings)
+
+    @property
+    def db_path(self) -> Path:
+        """SQLite file: the setting if given, else `.skeino/skeino.db` next to langgraph.json."""
+        if self.settings.db_path is not None:
+            return self.settings.db_path
+        return self.base_dir / ".skeino" / "skeino.db"
+
+
+def _read_env(value: Any, base_dir: Path, path: Path) -> dict[str, str]:
+    if value is None:
+        return {}
+    if isinstance(value, dict):
+        return {str(k): str(v) for k, v in value.items()}
+    if isinstance(value, str):
+        env_file = (base_dir / value).resolve()
+        if not env_file.is_file():
+            raise ConfigError(f"{path}: 'env' names {value!r}, which does not exist")
+        from dotenv import dotenv_values
+
+        return {k: v for k, v in dotenv_values(env_file).items() if v is not None}
+    raise ConfigError(f"{path}: 'env' must be a path to a .env file or a mapping")
+
+
+def load_config(path: str | os.PathLike[str], settings: Settings | None = None) -> Config:
+    """Parse and validate langgraph.json; raise ConfigError with one clear line on any problem."""
+    path = Path(path).resolve()
+    if not path.is_file():
+        raise ConfigError(f"{path}: config file not found")
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"{path}: invalid JSON at line {exc.lineno}: {exc.msg}") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: the top level must be a JSON object")
+    base_dir = path.parent
+
+    for key in raw:
+        if key not in KNOWN_KEYS:
+            logger.warning("%s: unknown key %r ignored", path, key)
+
+    graphs_raw = raw.get("graphs")
+    if not isinstance(graphs_raw, dict) or not graphs_raw:
+        raise ConfigError(f"{path}: 'graphs' must map at least one graph id to 'path.py:attr'")
+    graphs: list[GraphSpec] = []
+    for graph_id, spec in graphs_raw.items():
+        description = None
+        if isinstance(spec, dict):
+            description = spec.get("description")
+            spec = spec.get("path")
+        if not isinstance(spec, str) or ":" not in spec:
+            raise ConfigError(f"{path}: graph {graph_id!r} must be 'path.py:attr' or 'module:attr', got {spec!r}")
+        graphs.append(GraphSpec(graph_id=graph_id, path=spec, description=description))
+
+    deps_raw = raw.get("dependencies") or []
+    if not isinstance(deps_raw, list):
+        raise ConfigError(f"{path}: 'dependencies' must be a list")
+    dependencies = []
+    for dep in deps_raw:
+        if not isinstance(dep, str):
+            raise ConfigError(f"{path}: 'dependencies' entries must be strings")
+        candidate = (base_dir / dep).resolve()
+        # Entries that are not local paths are package names the user installs; nothing to add.
+        if dep.startswith(".") or dep.startswith("/") or candidate.exists():
+            dependencies.append(candidate)
+
+    for key in ("store", "checkpointer", "auth", "http"):
+        if key in raw and raw[key] is not None and not isinstance(raw[key], dict):
+            raise ConfigError(f"{path}: '{key}' must be an object")
+    auth = raw.get("auth") or {}
+    if auth.get("path"):
+        # Custom auth is not implemented yet: refuse rather than serve unprotected routes.
+        raise ConfigError(f"{path}: 'auth.path' (custom auth) is not supported by this skeino version")
+
+    return Config(
+        config_path=path,
+        base_dir=base_dir,
+        graphs=graphs,
+        env=_read_env(raw.get("env"), base_dir, path),
+        dependencies=dependencies,
+        store=raw.get("store") or {},
+        checkpointer=raw.get("checkpointer") or {},
+        auth=auth,
+        http=raw.get("http") or {},
+        settings=settings or Settings.from_env(),
+    )

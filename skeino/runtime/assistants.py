@@ -1,0 +1,157 @@
+"""Assistants: versioned configurations of the loaded graphs."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from skeino import serde
+from skeino.errors import Conflict, Invalid, NotFound
+from skeino.graphs import GraphRegistry, default_assistant_id
+from skeino.storage.base import Record, Storage, now_iso
+
+
+def is_uuid(value: str) -> bool:
+    try:
+        uuid.UUID(value)
+    except (ValueError, TypeError, AttributeError):
+        return False
+    return True
+
+
+class AssistantService:
+    def __init__(self, storage: Storage, registry: GraphRegistry) -> None:
+        self._storage = storage
+        self._registry = registry
+
+    async def ensure_defaults(self) -> None:
+        """Create each graph's default assistant once; restarts leave existing ones alone."""
+        for graph_id in self._registry.ids():
+            info = self._registry.info(graph_id)
+            now = now_iso()
+            await self._storage.assistant_create({
+                "assistant_id": default_assistant_id(graph_id), "graph_id": graph_id,
+                "config": {}, "context": {}, "metadata": {"created_by": "system"},
+                "name": graph_id, "description": info.description, "created_at": now, "updated_at": now,
+            })
+
+    def resolve_id(self, assistant_id: str) -> str:
+        """A graph id stands for its default assistant."""
+        if assistant_id in self._registry:
+            return default_assistant_id(assistant_id)
+        return assistant_id
+
+    async def get(self, assistant_id: str) -> Record:
+        resolved = self.resolve_id(assistant_id)
+        record = await self._storage.assistant_get(resolved) if is_uuid(resolved) else None
+        if record is None:
+            raise NotFound(f"Assistant with ID {assistant_id} not found")
+        return record
+
+    def _check_graph(self, graph_id: str) -> None:
+        if graph_id not in self._registry:
+            raise NotFound(f"Graph with ID {graph_id!r} not found; loaded graphs: {', '.join(self._registry.ids())}")
+
+    async def create(self, body: dict[str, Any]) -> Record:
+        self._check_graph(body["graph_id"])
+        assistant_id = body.get("assistant_id") or str(uuid.uuid4())
+        if not is_uuid(assistant_id):
+            raise Invalid("Invalid assistant ID: must be a UUID")
+        now = now_iso()
+        record = {
+            "assistant_id": assistant_id, "graph_id": body["graph_id"],
+            "config": body.get("config") or {}, "context": body.get("context") or {},
+            "metadata": body.get("metadata") or {}, "name": body.get("name") or "Untitled",
+            "description": body.get("description"), "created_at": now, "updated_at": now,
+        }
+        created = await self._storage.assistant_create(record)
+        if created is None:
+            if body.get("if_exists") == "do_nothing":
+                return await self.get(assistant_id)
+            raise Conflict(f"Assistant with ID {assistant_id} already exists")
+        return created
+
+    async def patch(self, assistant_id: str, body: dict[str, Any]) -> Record:
+        current = await self.get(assistant_id)
+        changes: dict[str, Any] = {}
+        if body.get("graph_id") is not None:
+            self._check_graph(body["graph_id"])
+            changes["graph_id"] = body["graph_id"]
+        for key in ("config", "context", "name", "description"):
+            if body.get(key) is not None:
+                changes[key] = body[key]
+        if body.get("metadata") is not None:
+            changes["metadata"] = {**current["metadata"], **body["metadata"]}
+        updated = await self._storage.assistant_update(current["assistant_id"], changes)
+        if updated is None:
+            raise NotFound(f"Assistant with ID {assistant_id} not found")
+        return updated
+
+    async def delete(self, assistant_id: str) -> None:
+        record = await self.get(assistant_id)
+        await self._storage.assistant_delete(record["assistant_id"])
+
+    async def search(self, body: dict[str, Any]) -> list[Record]:
+        return await self._storage.assistant_search(
+            graph_id=body.get("graph_id"), name=body.get("name"), metadata=body.get("metadata"),
+            limit=body.get("limit", 10), offset=body.get("offset", 0),
+            sort_by=body.get("sort_by") or "created_at", sort_order=body.get("sort_order") or "desc",
+        )
+
+    async def count(self, body: dict[str, Any]) -> int:
+        return await self._storage.assistant_count(
+            graph_id=body.get("graph_id"), name=body.get("name"), metadata=body.get("metadata")
+        )
+
+    async def versions(self, assistant_id: str, body: dict[str, Any]) -> list[Record]:
+        record = await self.get(assistant_id)
+        return await self._storage.assistant_versions(
+            record["assistant_id"], metadata=body.get("metadata"), limit=body.get("limit", 10), offset=body.get("offset", 0)
+        )
+
+    async def set_latest(self, assistant_id: str, version: int) -> Record:
+        record = await self.get(assistant_id)
+        updated = await self._storage.assistant_set_latest(record["assistant_id"], version)
+        if updated is None:
+            raise NotFound(f"Version {version} of assistant {assistant_id} not found")
+        return updated
+
+    # graph introspection -------------------------------------------------------------
+    async def _graph(self, assistant_id: str) -> Any:
+        record = await self.get(assistant_id)
+        return record, await self._registry.get(record["graph_id"], {"configurable": dict(record["config"].get("configurable", {}))})
+
+    async def graph(self, assistant_id: str, xray: bool | int) -> dict[str, Any]:
+        _, graph = await self._graph(assistant_id)
+        drawable = await graph.aget_graph(xray=xray)
+        return serde.to_jsonable(drawable.to_json())
+
+    async def schemas(self, assistant_id: str) -> dict[str, Any]:
+        record, graph = await self._graph(assistant_id)
+        return {"graph_id": record["graph_id"], **_schemas(graph)}
+
+    async def subgraphs(self, assistant_id: str, namespace: str | None, recurse: bool) -> dict[str, Any]:
+        _, graph = await self._graph(assistant_id)
+        return {ns: _schemas(sub) async for ns, sub in graph.aget_subgraphs(namespace=namespace, recurse=recurse)}
+
+
+def _schemas(graph: Any) -> dict[str, Any]:
+    def safe(fn: Any) -> Any:
+        try:
+            return serde.to_jsonable(fn())
+        except Exception:  # some graphs have no schema for a slot; null says so
+            return None
+
+    state = None
+    channels = getattr(getattr(graph, "builder", None), "state_schema", None)
+    if channels is not None:
+        from pydantic import TypeAdapter
+
+        state = safe(lambda: TypeAdapter(channels).json_schema())
+    return {
+        "input_schema": safe(graph.get_input_jsonschema),
+        "output_schema": safe(graph.get_output_jsonschema),
+        "state_schema": state,
+        "config_schema": safe(graph.get_config_jsonschema),
+        "context_schema": safe(graph.get_context_jsonschema),
+    }

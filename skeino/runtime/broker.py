@@ -1,0 +1,128 @@
+"""Per-run append-only event logs that any number of subscribers read at their own pace.
+
+Policy: a run's events are kept in memory for the run's lifetime and
+`stream_keep_seconds` after it ends, so late joiners and reconnecting clients can
+replay them; the run only appends and never waits for a reader, so a slow subscriber
+can never block it. Runs created with `stream_resumable=true` also write their log to
+storage, which serves replays after the in-memory copy is gone (also after a restart).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from typing import Any, AsyncIterator
+
+from skeino import serde
+
+Event = tuple[int, str, bytes]  # (id, event name, JSON data)
+
+# Events are flushed to storage in batches of this size while the run is live.
+_FLUSH_EVERY = 256
+
+
+@dataclass
+class RunStream:
+    run_id: str
+    thread_id: str
+    resumable: bool
+    events: list[Event] = field(default_factory=list)
+    done: bool = False
+    result: Any = None
+    status: str | None = None
+    flushed: int = 0
+    _changed: asyncio.Event = field(default_factory=asyncio.Event)
+    _finished: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def publish(self, event: str, data: Any) -> int:
+        """Append one event (data is encoded once here) and wake the readers."""
+        seq = len(self.events)
+        self.events.append((seq, event, data if isinstance(data, bytes) else serde.dumps(data)))
+        changed, self._changed = self._changed, asyncio.Event()
+        changed.set()
+        return seq
+
+    def finish(self, status: str, result: Any) -> None:
+        self.done = True
+        self.status = status
+        self.result = result
+        self._changed.set()
+        self._finished.set()
+
+    async def wait_done(self) -> None:
+        await self._finished.wait()
+
+    async def follow(self, after: int = -1) -> AsyncIterator[list[Event]]:
+        """Yield batches of events with id > after until the run ends."""
+        i = max(after + 1, 0)
+        while True:
+            if i < len(self.events):
+                batch = self.events[i:]
+                i += len(batch)
+                yield batch
+                continue
+            if self.done:
+                return
+            changed = self._changed
+            await changed.wait()
+
+
+class StreamBroker:
+    """Owns every live run's log; knows which run a thread is executing now."""
+
+    def __init__(self, storage: Any, keep_seconds: float) -> None:
+        self._storage = storage
+        self._keep_seconds = keep_seconds
+        self._streams: dict[str, RunStream] = {}
+        self._thread_runs: dict[str, asyncio.Event] = {}
+        self._expiry: dict[str, asyncio.TimerHandle] = {}
+
+    def open(self, run_id: str, thread_id: str, resumable: bool) -> RunStream:
+        stream = RunStream(run_id, thread_id, resumable)
+        self._streams[run_id] = stream
+        return stream
+
+    def get(self, run_id: str) -> RunStream | None:
+        return self._streams.get(run_id)
+
+    def thread_signal(self, thread_id: str) -> asyncio.Event:
+        """An event set whenever a run starts on the thread (for thread-level followers)."""
+        signal = self._thread_runs.get(thread_id)
+        if signal is None:
+            signal = self._thread_runs[thread_id] = asyncio.Event()
+        return signal
+
+    def run_started(self, thread_id: str) -> None:
+        signal = self._thread_runs.pop(thread_id, None)
+        if signal is not None:
+            signal.set()
+
+    async def flush(self, stream: RunStream, force: bool = False) -> None:
+        if not stream.resumable:
+            return
+        pending = stream.events[stream.flushed:]
+        if pending and (force or len(pending) >= _FLUSH_EVERY):
+            stream.flushed += len(pending)
+            await self._storage.stream_append(stream.run_id, pending)
+
+    async def finish(self, stream: RunStream, status: str, result: Any) -> None:
+        """Mark the run's log complete, persist it if resumable, expire it later."""
+        await self.flush(stream, force=True)
+        stream.finish(status, result)
+        loop = asyncio.get_running_loop()
+        self._expiry[stream.run_id] = loop.call_later(self._keep_seconds, self.drop, stream.run_id)
+
+    def drop(self, run_id: str) -> None:
+        self._streams.pop(run_id, None)
+        handle = self._expiry.pop(run_id, None)
+        if handle is not None:
+            handle.cancel()
+
+    async def replay(self, run_id: str, after: int) -> list[Event]:
+        """Persisted events of a run that is no longer in memory."""
+        return await self._storage.stream_read(run_id, after)
+
+    def close(self) -> None:
+        for handle in self._expiry.values():
+            handle.cancel()
+        self._expiry.clear()

@@ -1,0 +1,44 @@
+"""The runtime: storage, graphs, queue and services wired together, with one lifecycle."""
+
+from __future__ import annotations
+
+import logging
+
+from skeino.config import Config
+from skeino.graphs import GraphRegistry
+from skeino.runtime.assistants import AssistantService
+from skeino.runtime.broker import StreamBroker
+from skeino.runtime.executor import RunExecutor
+from skeino.runtime.queue import RunQueue
+from skeino.runtime.runs import RunService
+from skeino.runtime.threads import ThreadService
+from skeino.storage import Storage, create_storage
+
+logger = logging.getLogger("skeino")
+
+
+class Runtime:
+    """Everything below the routers. `start` opens it, `stop` winds it down."""
+
+    def __init__(self, config: Config, registry: GraphRegistry, storage: Storage | None = None) -> None:
+        self.config = config
+        self.settings = config.settings
+        self.registry = registry
+        self.storage: Storage = storage or create_storage(config)
+        self.broker = StreamBroker(self.storage, self.settings.stream_keep_seconds)
+        self.executor = RunExecutor(self.storage, registry, self.broker, self.settings.run_timeout)
+        self.queue = RunQueue(self.storage, self.executor, self.broker, self.settings.max_concurrent_runs)
+        self.assistants = AssistantService(self.storage, registry)
+        self.runs = RunService(self.storage, self.assistants, self.broker, self.queue, self.settings)
+        self.threads = ThreadService(self.storage, registry, self.runs)
+
+    async def start(self) -> None:
+        await self.storage.open()
+        self.registry.bind(self.storage.checkpointer, self.storage.store)
+        await self.assistants.ensure_defaults()
+        await self.runs.recover()
+
+    async def stop(self) -> None:
+        await self.queue.shutdown(self.settings.shutdown_grace)
+        self.broker.close()
+        await self.storage.close()

@@ -1,0 +1,178 @@
+"""Execute one run: drive the graph, publish its events, record how it ended."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from typing import Any, AsyncIterator, Callable
+
+from langgraph.types import Command, Send
+
+from skeino import serde
+from skeino.graphs import GraphRegistry
+from skeino.runtime.broker import RunStream, StreamBroker
+from skeino.runtime.state import interrupt_dict, thread_interrupts
+from skeino.storage.base import Record, Storage, now_iso
+from skeino.streaming.modes import StreamMapper
+
+logger = logging.getLogger("skeino.runs")
+
+
+def _goto(value: Any) -> Any:
+    if isinstance(value, dict) and "node" in value:
+        return Send(value["node"], value.get("input"))
+    if isinstance(value, list):
+        return [_goto(v) for v in value]
+    return value
+
+
+def graph_input(kwargs: Record) -> Any:
+    """The first argument to astream: the run's input, or a Command built from `command`."""
+    command = kwargs.get("command")
+    if command:
+        return Command(
+            resume=command.get("resume"),
+            update=command.get("update"),
+            goto=_goto(command.get("goto")) if command.get("goto") is not None else (),
+        )
+    return kwargs.get("input")
+
+
+def error_payload(exc: BaseException) -> dict[str, str]:
+    return {"error": type(exc).__name__, "message": str(exc)}
+
+
+class RunExecutor:
+    """Runs graphs for the queue; one call to `execute` per run."""
+
+    def __init__(self, storage: Storage, registry: GraphRegistry, broker: StreamBroker, timeout: float | None) -> None:
+        self._storage = storage
+        self._registry = registry
+        self._broker = broker
+        self._timeout = timeout
+
+    async def execute(self, run: Record, stream: RunStream, cancel_action: Callable[[], str]) -> str:
+        """Run to the end; never raises. Returns the run's final status."""
+        run_id, thread_id = run["run_id"], run["thread_id"]
+        kwargs = run["kwargs"]
+        config = dict(kwargs["config"])
+        config["run_id"] = uuid.UUID(run_id)
+        graph_id = config["configurable"]["graph_id"]
+        modes = kwargs["stream_mode"]
+        subgraphs = bool(kwargs.get("subgraphs"))
+        mapper = StreamMapper(modes, subgraphs)
+        last_values: Any = None
+        interrupts: list[Any] = []
+        stopped_at_interrupt = False
+        failure: BaseException | None = None
+        graph = None
+
+        stream.publish("metadata", {"run_id": run_id, "attempt": 1})
+        self._broker.run_started(thread_id)
+        try:
+            async with asyncio.timeout(self._timeout):
+                graph = await self._registry.get(graph_id, config)
+                async for ns, mode, chunk in self._source(graph, kwargs, config, mapper, subgraphs):
+                    if not ns:
+                        if mode == "values":
+                            if isinstance(chunk, dict) and set(chunk) == {"__interrupt__"}:
+                                pass
+                            else:
+                                last_values = chunk
+                        elif mode == "updates" and isinstance(chunk, dict) and "__interrupt__" in chunk:
+                            stopped_at_interrupt = True
+                            interrupts.extend(chunk["__interrupt__"])
+                    for event, data in mapper.map(ns, mode, chunk):
+                        stream.publish(event, data)
+                    if stream.resumable:
+                        await self._broker.flush(stream)
+            status = "success"
+        except asyncio.CancelledError:
+            status = "interrupted"
+        except TimeoutError as exc:
+            status, failure = "timeout", exc
+            stream.publish("error", {"error": "TimeoutError", "message": f"run exceeded its timeout of {self._timeout}s"})
+        except Exception as exc:  # the user's graph failed; the run records it, the server stays up
+            status, failure = "error", exc
+            logger.info("run %s failed: %s: %s", run_id, type(exc).__name__, exc)
+            stream.publish("error", error_payload(exc))
+
+        action = cancel_action() if status == "interrupted" else None
+        try:
+            result = await self._finish(run, graph, config, status, action, last_values, interrupts,
+                                        stopped_at_interrupt, failure)
+        except Exception:  # bookkeeping failed; never leave waiters hanging
+            logger.exception("finishing run %s failed", run_id)
+            result = None
+        await self._broker.finish(stream, status, result)
+        if kwargs.get("temporary"):
+            # Stateless run: its throwaway thread goes once the result is handed over.
+            await self._storage.thread_delete(thread_id)
+            await self._storage.checkpoints_delete_thread(thread_id)
+        return status
+
+    async def _source(self, graph: Any, kwargs: Record, config: dict[str, Any], mapper: StreamMapper,
+                      subgraphs: bool) -> AsyncIterator[tuple[tuple[str, ...], str, Any]]:
+        options: dict[str, Any] = {
+            "stream_mode": mapper.langgraph_modes(),
+            "subgraphs": subgraphs,
+            "interrupt_before": kwargs.get("interrupt_before"),
+            "interrupt_after": kwargs.get("interrupt_after"),
+        }
+        if kwargs.get("context"):
+            options["context"] = kwargs["context"]
+        if kwargs.get("durability"):
+            options["durability"] = kwargs["durability"]
+        inp = graph_input(kwargs)
+        if mapper.events_mode:
+            async for ev in graph.astream_events(inp, config, version="v2", **options):
+                if ev["event"] == "on_chain_stream" and ev["run_id"] == str(config["run_id"]):
+                    chunk = ev["data"]["chunk"]
+                    yield chunk if subgraphs else ((), *chunk)
+                    continue
+                yield (), "__events__", ev
+            return
+        async for item in graph.astream(inp, config, **options):
+            yield item if subgraphs else ((), *item)
+
+    async def _finish(self, run: Record, graph: Any, config: dict[str, Any], status: str, action: str | None,
+                      last_values: Any, interrupts: list[Any], stopped_at_interrupt: bool,
+                      failure: BaseException | None) -> Any:
+        run_id, thread_id = run["run_id"], run["thread_id"]
+        now = now_iso()
+        thread_changes: Record = {"state_updated_at": now}
+        if action == "rollback":
+            await self._storage.checkpoints_delete_for_run(thread_id, run_id)
+            await self._storage.run_delete(run_id)
+        snapshot = None
+        needs_state = stopped_at_interrupt or status != "success" or action == "rollback"
+        if graph is not None and needs_state:
+            state_config = {"configurable": {"thread_id": thread_id, "checkpoint_ns": ""}}
+            snapshot = await graph.aget_state(state_config)
+        if action == "rollback" and snapshot is not None:
+            last_values = snapshot.values if snapshot.created_at else None
+            thread_changes["values"] = serde.to_jsonable(last_values) if last_values is not None else None
+        elif last_values is not None:
+            thread_changes["values"] = serde.to_jsonable(last_values)
+        pending = thread_interrupts(snapshot) if snapshot is not None else {}
+        thread_changes["interrupts"] = pending
+        if status == "error" and failure is not None:
+            thread_changes.update(status="error", error=error_payload(failure))
+        elif pending or (stopped_at_interrupt and snapshot is not None and snapshot.next):
+            thread_changes.update(status="interrupted", error=None)
+        else:
+            thread_changes.update(status="idle", error=None)
+        final_status = status
+        if action == "rollback":
+            await self._storage.thread_update(thread_id, {**thread_changes, "status": "idle"})
+        else:
+            await self._storage.run_finish(run_id, thread_id, final_status, thread_changes)
+
+        if failure is not None:
+            return {"__error__": error_payload(failure)}
+        result = serde.to_jsonable(last_values) if isinstance(last_values, dict) else (
+            serde.to_jsonable(last_values) if last_values is not None else {})
+        if interrupts and isinstance(result, dict):
+            result["__interrupt__"] = [interrupt_dict(i) for i in interrupts]
+        return result

@@ -1,0 +1,123 @@
+"""The run queue: runs of one thread execute one at a time in creation order; threads run in parallel."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+from skeino.runtime.broker import StreamBroker
+from skeino.runtime.executor import RunExecutor
+from skeino.storage.base import Record, Storage
+
+logger = logging.getLogger("skeino.queue")
+
+# How often a worker re-checks a delayed (after_seconds) run, so a cancel is noticed.
+_DELAY_POLL = 0.25
+
+
+class RunQueue:
+    """Owns one worker task per busy thread and the task of every executing run."""
+
+    def __init__(self, storage: Storage, executor: RunExecutor, broker: StreamBroker, max_concurrent: int) -> None:
+        self._storage = storage
+        self._executor = executor
+        self._broker = broker
+        self._slots = asyncio.Semaphore(max_concurrent)
+        self._workers: dict[str, asyncio.Task[None]] = {}
+        self._kicked: set[str] = set()
+        self._running: dict[str, asyncio.Task[str]] = {}
+        self._actions: dict[str, str] = {}
+        self._closing = False
+
+    def submit(self, thread_id: str) -> None:
+        """Make sure a worker is draining the thread's pending runs."""
+        if self._closing:
+            return
+        self._kicked.add(thread_id)
+        if thread_id not in self._workers:
+            self._workers[thread_id] = asyncio.create_task(self._work(thread_id), name=f"skeino-thread-{thread_id}")
+
+    def is_running(self, run_id: str) -> bool:
+        return run_id in self._running
+
+    async def _work(self, thread_id: str) -> None:
+        try:
+            while not self._closing:
+                self._kicked.discard(thread_id)
+                run = await self._storage.run_next_pending(thread_id)
+                if run is None:
+                    if thread_id in self._kicked:
+                        continue
+                    return
+                delay = (run.get("run_at") or 0) - time.time()
+                if delay > 0:
+                    await asyncio.sleep(min(delay, _DELAY_POLL))
+                    continue
+                await self._execute(run)
+        except asyncio.CancelledError:
+            pass
+        except Exception:
+            logger.exception("worker for thread %s failed", thread_id)
+        finally:
+            self._workers.pop(thread_id, None)
+            # A submission that raced with the worker's exit must not be lost.
+            if thread_id in self._kicked and not self._closing:
+                self.submit(thread_id)
+
+    async def _execute(self, run: Record) -> None:
+        run_id = run["run_id"]
+        async with self._slots:
+            if not await self._storage.run_transition(run_id, "pending", "running"):
+                return  # cancelled while pending
+            stream = self._broker.get(run_id) or self._broker.open(run_id, run["thread_id"], bool(run["kwargs"].get("resumable")))
+            task = asyncio.create_task(
+                self._executor.execute(run, stream, lambda: self._actions.get(run_id, "interrupt")),
+                name=f"skeino-run-{run_id}",
+            )
+            self._running[run_id] = task
+            try:
+                await asyncio.shield(task)
+            except asyncio.CancelledError:
+                # The worker itself is being stopped (shutdown): stop the run too and
+                # let it record its status before we go.
+                task.cancel()
+                await asyncio.wait([task])
+                raise
+            finally:
+                self._running.pop(run_id, None)
+                self._actions.pop(run_id, None)
+
+    async def cancel_running(self, run_id: str, action: str) -> bool:
+        """Cancel an executing run and wait until it has recorded its end."""
+        task = self._running.get(run_id)
+        if task is None:
+            return False
+        self._actions[run_id] = action
+        task.cancel()
+        await asyncio.wait([task])
+        return True
+
+    def request_cancel(self, run_id: str, action: str) -> asyncio.Task[str] | None:
+        """Cancel without waiting; returns the run's task to await if wanted."""
+        task = self._running.get(run_id)
+        if task is not None:
+            self._actions[run_id] = action
+            task.cancel()
+        return task
+
+    async def shutdown(self, grace: float) -> None:
+        """Stop taking runs; give running ones `grace` seconds, then interrupt them."""
+        self._closing = True
+        running = list(self._running.values())
+        if running:
+            _, still = await asyncio.wait(running, timeout=grace)
+            for task in still:
+                task.cancel()
+            if still:
+                await asyncio.wait(still, timeout=5)
+        workers = list(self._workers.values())
+        for worker in workers:
+            worker.cancel()
+        if workers:
+            await asyncio.wait(workers, timeout=5)

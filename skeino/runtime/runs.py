@@ -1,0 +1,305 @@
+"""Runs: creation with multitask strategies, waiting, joining, cancelling, crash recovery."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from typing import Any, AsyncIterator
+
+from skeino.config import Settings
+from skeino.errors import Conflict, Invalid, NotFound, NotSupported
+from skeino.runtime.assistants import AssistantService, is_uuid
+from skeino.runtime.broker import Event, RunStream, StreamBroker
+from skeino.runtime.queue import RunQueue
+from skeino.runtime.threads import new_thread_record
+from skeino.storage.base import RUN_FINAL, Record, Storage, now_iso
+from skeino.streaming.modes import normalize_modes
+
+logger = logging.getLogger("skeino.runs")
+
+BUSY_DETAIL = "Thread is already running a task. Wait for it to finish or choose a different multitask strategy."
+
+
+def _merge_config(assistant_config: Record, run_config: Record | None) -> Record:
+    run_config = run_config or {}
+    merged = {**assistant_config, **run_config}
+    merged["configurable"] = {**assistant_config.get("configurable", {}), **run_config.get("configurable", {})}
+    merged["metadata"] = {**assistant_config.get("metadata", {}), **run_config.get("metadata", {})}
+    return merged
+
+
+def _settled_status(thread: Record) -> str:
+    """A thread's status once nothing runs on it, from what its last run left."""
+    if thread.get("interrupts"):
+        return "interrupted"
+    if thread.get("error"):
+        return "error"
+    return "idle"
+
+
+class RunService:
+    def __init__(self, storage: Storage, assistants: AssistantService, broker: StreamBroker, queue: RunQueue,
+                 settings: Settings) -> None:
+        self._storage = storage
+        self._assistants = assistants
+        self._broker = broker
+        self._queue = queue
+        self._settings = settings
+
+    # creation -----------------------------------------------------------------------
+    async def create(self, thread_id: str | None, body: dict[str, Any]) -> tuple[Record, RunStream]:
+        """Validate, apply the multitask strategy, persist as pending and queue the run."""
+        self._refuse_unsupported(body)
+        if body.get("input") is not None and body.get("command") is not None:
+            raise Invalid("Cannot specify both 'input' and 'command'")
+        assistant = await self._assistants.get(body["assistant_id"])
+        stateless = thread_id is None
+        on_completion = body.get("on_completion") or ("delete" if stateless else "keep")
+        if stateless:
+            thread_id = str(uuid.uuid4())
+            await self._storage.thread_create(new_thread_record(thread_id))
+        elif not is_uuid(thread_id) or await self._storage.thread_get(thread_id) is None:
+            if body.get("if_not_exists") != "create" or not is_uuid(thread_id):
+                raise NotFound(f"Thread with ID {thread_id} not found")
+            await self._storage.thread_create(new_thread_record(thread_id))
+
+        strategy = body.get("multitask_strategy") or "enqueue"
+        if strategy in ("interrupt", "rollback"):
+            await self.cancel_thread_runs(thread_id, action=strategy)
+
+        run_id = str(uuid.uuid4())
+        graph_id = assistant["graph_id"]
+        config = _merge_config(assistant["config"], body.get("config"))
+        run_metadata = body.get("metadata") or {}
+        config["metadata"].update({**run_metadata, "graph_id": graph_id, "assistant_id": assistant["assistant_id"]})
+        configurable = config["configurable"]
+        configurable.update(run_id=run_id, thread_id=thread_id, graph_id=graph_id, assistant_id=assistant["assistant_id"])
+        checkpoint = body.get("checkpoint") or {}
+        for key in ("checkpoint_id", "checkpoint_ns", "checkpoint_map"):
+            if checkpoint.get(key) is not None:
+                configurable[key] = checkpoint[key]
+        if body.get("checkpoint_id"):
+            configurable["checkpoint_id"] = body["checkpoint_id"]
+        durability = body.get("durability")
+        if durability is None and body.get("checkpoint_during") is not None:
+            durability = "async" if body["checkpoint_during"] else "exit"
+        now = now_iso()
+        kwargs = {
+            "input": body.get("input"),
+            "command": body.get("command"),
+            "config": config,
+            "context": {**(assistant.get("context") or {}), **(body.get("context") or {})},
+            "stream_mode": normalize_modes(body.get("stream_mode")),
+            "interrupt_before": body.get("interrupt_before"),
+            "interrupt_after": body.get("interrupt_after"),
+            "webhook": None,
+            "feedback_keys": None,
+            "temporary": stateless and on_completion == "delete",
+            "subgraphs": bool(body.get("stream_subgraphs")),
+            "resumable": bool(body.get("stream_resumable")),
+            "durability": durability,
+            "on_disconnect": body.get("on_disconnect"),
+            "on_completion": on_completion,
+        }
+        record = {
+            "run_id": run_id, "thread_id": thread_id, "assistant_id": assistant["assistant_id"],
+            "created_at": now, "updated_at": now, "status": "pending",
+            "metadata": run_metadata, "kwargs": kwargs, "multitask_strategy": strategy,
+            "run_at": time.time() + float(body.get("after_seconds") or 0),
+        }
+        # Open the log before the run is visible to the worker so no subscriber misses an event.
+        stream = self._broker.open(run_id, thread_id, kwargs["resumable"])
+        created = await self._storage.run_create(
+            record, reject_if_busy=strategy == "reject",
+            thread_metadata={"graph_id": graph_id, "assistant_id": assistant["assistant_id"]},
+        )
+        if created is None:
+            self._broker.drop(run_id)
+            raise Conflict(BUSY_DETAIL)
+        self._queue.submit(thread_id)
+        return record, stream
+
+    @staticmethod
+    def _refuse_unsupported(body: dict[str, Any]) -> None:
+        for key in ("webhook", "feedback_keys", "langsmith_tracer"):
+            if body.get(key):
+                raise NotSupported(f"'{key}' is not supported by this skeino version")
+
+    # reading ------------------------------------------------------------------------
+    async def get(self, thread_id: str, run_id: str) -> Record:
+        run = await self._storage.run_get(run_id, thread_id) if is_uuid(run_id) and is_uuid(thread_id) else None
+        if run is None:
+            raise NotFound(f"Run with ID {run_id} not found")
+        return run
+
+    async def list(self, thread_id: str, *, limit: int, offset: int, status: str | None) -> list[Record]:
+        if not is_uuid(thread_id) or await self._storage.thread_get(thread_id) is None:
+            raise NotFound(f"Thread with ID {thread_id} not found")
+        return await self._storage.run_list(thread_id, limit=limit, offset=offset, status=status)
+
+    async def delete(self, thread_id: str, run_id: str) -> None:
+        run = await self.get(thread_id, run_id)
+        if run["status"] not in RUN_FINAL:
+            raise Conflict(f"Run {run_id} is {run['status']}; cancel it before deleting it")
+        await self._storage.run_delete(run_id)
+
+    # waiting --------------------------------------------------------------------------
+    async def wait_for(self, run: Record) -> Any:
+        """Block until the run ends; its result (values, `__interrupt__` or `__error__`)."""
+        run_id = run["run_id"]
+        while True:
+            stream = self._broker.get(run_id)
+            if stream is not None:
+                await stream.wait_done()
+                if stream.result is not None:
+                    return stream.result
+                break
+            current = await self._storage.run_get(run_id)
+            if current is None or current["status"] in RUN_FINAL:
+                break
+            await asyncio.sleep(0.05)
+        thread = await self._storage.thread_get(run["thread_id"])
+        if thread is None:
+            return {}
+        if thread.get("error") and thread["status"] == "error":
+            return {"__error__": thread["error"]}
+        return thread.get("values") or {}
+
+    async def join(self, thread_id: str, run_id: str) -> Any:
+        run = await self.get(thread_id, run_id)
+        return await self.wait_for(run)
+
+    # cancelling -------------------------------------------------------------------------
+    async def cancel(self, thread_id: str, run_id: str, *, wait: bool, action: str) -> None:
+        run = await self.get(thread_id, run_id)
+        await self._cancel(run, wait=wait, action=action)
+
+    async def _cancel(self, run: Record, *, wait: bool, action: str) -> None:
+        run_id, thread_id = run["run_id"], run["thread_id"]
+        if run["status"] == "pending":
+            if action == "rollback":
+                deleted = await self._storage.run_delete(run_id)
+                cancelled = deleted
+            else:
+                cancelled = await self._storage.run_transition(run_id, "pending", "interrupted")
+            if cancelled:
+                await self._settle(run)
+                return
+            run = await self._storage.run_get(run_id) or run  # it started meanwhile
+        if run["status"] == "running":
+            task = self._queue.request_cancel(run_id, action)
+            if task is None:
+                # Not executing in this process (left over from a crash): record the end.
+                await self._storage.run_transition(run_id, "running", "interrupted")
+                await self._settle(run)
+            elif wait:
+                await asyncio.wait([task])
+
+    async def _settle(self, run: Record) -> None:
+        """Recompute a thread's status after a run was cancelled without executing."""
+        thread = await self._storage.thread_get(run["thread_id"])
+        if thread is not None:
+            await self._storage.run_finish(run["run_id"], run["thread_id"], "interrupted",
+                                           {"status": _settled_status(thread)})
+        stream = self._broker.get(run["run_id"])
+        if stream is not None and not stream.done:
+            await self._broker.finish(stream, "interrupted", None)
+
+    async def cancel_thread_runs(self, thread_id: str, *, action: str) -> None:
+        """Stop every pending and running run of a thread and wait until they have ended."""
+        for run in await self._storage.runs_inflight(thread_id):
+            await self._cancel(run, wait=True, action=action)
+
+    async def cancel_many(self, body: dict[str, Any]) -> None:
+        action = body.get("action") or "interrupt"
+        if body.get("run_ids"):
+            runs = await self._storage.runs_by_ids(body["run_ids"])
+            if body.get("thread_id"):
+                runs = [r for r in runs if r["thread_id"] == body["thread_id"]]
+        elif body.get("thread_id"):
+            runs = await self._storage.runs_inflight(body["thread_id"])
+        elif body.get("status"):
+            statuses = ["pending", "running"] if body["status"] == "all" else [body["status"]]
+            runs = await self._storage.runs_with_status(statuses)
+        else:
+            raise Invalid("give 'run_ids', 'thread_id' or 'status'")
+        for run in runs:
+            if run["status"] in ("pending", "running"):
+                await self._cancel(run, wait=False, action=action)
+
+    # streams --------------------------------------------------------------------------
+    async def events(self, run: Record, after: int) -> AsyncIterator[list[Event]]:
+        """The run's events after id `after`: live if it is in memory, else its persisted log."""
+        stream = self._broker.get(run["run_id"])
+        if stream is not None:
+            async for batch in stream.follow(after):
+                yield batch
+            return
+        replay = await self._broker.replay(run["run_id"], after)
+        if replay:
+            yield replay
+            return
+        if run["status"] in ("pending", "running"):
+            # Not in memory yet (e.g. queued before a restart): wait for it to open.
+            while self._broker.get(run["run_id"]) is None:
+                current = await self._storage.run_get(run["run_id"])
+                if current is None or current["status"] in RUN_FINAL:
+                    return
+                await asyncio.sleep(0.05)
+            async for batch in self.events(run, after):
+                yield batch
+
+    async def thread_events(self, thread_id: str) -> AsyncIterator[list[Event]]:
+        """Follow every run that executes on the thread, one after another, until cancelled."""
+        seen: set[str] = set()
+        while True:
+            signal = self._broker.thread_signal(thread_id)
+            live = [r for r in await self._storage.runs_inflight(thread_id)
+                    if r["run_id"] not in seen and self._broker.get(r["run_id"]) is not None
+                    and r["status"] == "running"]
+            if not live:
+                await signal.wait()
+                continue
+            run = live[0]
+            seen.add(run["run_id"])
+            async for batch in self.events(run, -1):
+                yield batch
+
+    def cancel_on_disconnect(self, run: Record) -> None:
+        """Client went away from a run created with on_disconnect=cancel."""
+        stream = self._broker.get(run["run_id"])
+        if stream is not None and stream.done:
+            return
+        asyncio.get_running_loop().create_task(self._cancel_quietly(run))
+
+    async def _cancel_quietly(self, run: Record) -> None:
+        try:
+            current = await self._storage.run_get(run["run_id"])
+            if current is not None:
+                await self._cancel(current, wait=True, action="interrupt")
+        except Exception:
+            logger.exception("cancelling run %s after disconnect failed", run["run_id"])
+
+    # crash recovery ---------------------------------------------------------------------
+    async def recover(self) -> None:
+        """Settle what a previous process left behind, then restart the queue."""
+        for run in await self._storage.runs_with_status(["running"]):
+            if self._settings.recovery == "retry":
+                # Continue from its last checkpoint rather than replaying the input.
+                kwargs = {**run["kwargs"], "input": None, "command": None}
+                await self._storage.run_update(run["run_id"], {"status": "pending", "kwargs": kwargs})
+                continue
+            logger.warning("run %s was running when the server stopped; marking it error", run["run_id"])
+            await self._storage.run_finish(run["run_id"], run["thread_id"], "error", {
+                "status": "error",
+                "error": {"error": "ServerRestart",
+                          "message": "the server stopped while this run was executing; it was not resumed"},
+            })
+        for thread in await self._storage.thread_search(ids=None, metadata=None, values=None, status="busy",
+                                                        limit=1_000_000, offset=0, sort_by="created_at", sort_order="asc"):
+            if not await self._storage.runs_inflight(thread["thread_id"]):
+                await self._storage.thread_update(thread["thread_id"], {"status": _settled_status(thread)})
+        for thread_id in {r["thread_id"] for r in await self._storage.runs_with_status(["pending"])}:
+            self._queue.submit(thread_id)

@@ -1,0 +1,200 @@
+"""Threads: their records, and their graph state through the LangGraph checkpointer."""
+
+from __future__ import annotations
+
+import uuid
+from typing import TYPE_CHECKING, Any
+
+from skeino import serde
+from skeino.errors import BadRequest, Conflict, Invalid, NotFound, NotSupported
+from skeino.graphs import GraphRegistry
+from skeino.runtime.assistants import is_uuid
+from skeino.runtime.state import empty_state, snapshot_to_state, thread_interrupts
+from skeino.storage.base import Record, Storage, now_iso
+
+if TYPE_CHECKING:
+    from skeino.runtime.runs import RunService
+
+
+def new_thread_record(thread_id: str, metadata: Record | None = None) -> Record:
+    now = now_iso()
+    return {
+        "thread_id": thread_id, "created_at": now, "updated_at": now, "state_updated_at": now,
+        "metadata": metadata or {}, "status": "idle", "config": {}, "values": None,
+        "interrupts": {}, "error": None,
+    }
+
+
+def checkpoint_config(thread_id: str, checkpoint: Record | None = None, checkpoint_id: str | None = None) -> dict[str, Any]:
+    """The RunnableConfig addressing a thread's latest state or one checkpoint of it."""
+    conf: dict[str, Any] = {"thread_id": thread_id, "checkpoint_ns": ""}
+    if checkpoint:
+        conf.update({k: v for k, v in checkpoint.items() if k in ("checkpoint_id", "checkpoint_ns", "checkpoint_map") and v is not None})
+    if checkpoint_id:
+        conf["checkpoint_id"] = checkpoint_id
+    return {"configurable": conf}
+
+
+class ThreadService:
+    def __init__(self, storage: Storage, registry: GraphRegistry, runs: "RunService") -> None:
+        self._storage = storage
+        self._registry = registry
+        self._runs = runs
+
+    async def create(self, body: dict[str, Any]) -> Record:
+        thread_id = body.get("thread_id") or str(uuid.uuid4())
+        if not is_uuid(thread_id):
+            raise Invalid("Invalid thread ID: must be a UUID")
+        if body.get("ttl"):
+            raise NotSupported("thread 'ttl' is not supported by this skeino version")
+        record = new_thread_record(thread_id, body.get("metadata"))
+        created = await self._storage.thread_create(record)
+        if created is None:
+            if body.get("if_exists") == "do_nothing":
+                return await self.get(thread_id)
+            raise Conflict(f"Thread with ID {thread_id} already exists")
+        if body.get("supersteps"):
+            try:
+                await self._apply_supersteps(created, body["supersteps"])
+            except BaseException:
+                await self._storage.thread_delete(thread_id)
+                raise
+            return await self.get(thread_id)
+        return created
+
+    async def _apply_supersteps(self, thread: Record, supersteps: list[dict[str, Any]]) -> None:
+        graph_id = thread["metadata"].get("graph_id")
+        if not graph_id or graph_id not in self._registry:
+            raise Invalid("'supersteps' needs metadata.graph_id naming a loaded graph")
+        from langgraph.types import StateUpdate
+
+        graph = await self._registry.get(graph_id)
+        steps = [
+            [StateUpdate(u.get("values"), u.get("as_node"), u.get("task_id")) for u in step.get("updates", [])]
+            for step in supersteps
+        ]
+        await graph.abulk_update_state(checkpoint_config(thread["thread_id"]), steps)
+        await self._refresh(thread["thread_id"], graph)
+
+    async def get(self, thread_id: str) -> Record:
+        record = await self._storage.thread_get(thread_id) if is_uuid(thread_id) else None
+        if record is None:
+            raise NotFound(f"Thread with ID {thread_id} not found")
+        return record
+
+    async def patch(self, thread_id: str, body: dict[str, Any]) -> Record:
+        await self.get(thread_id)
+        if body.get("ttl"):
+            raise NotSupported("thread 'ttl' is not supported by this skeino version")
+        updated = await self._storage.thread_update(thread_id, {}, merge_metadata=body.get("metadata") or {})
+        if updated is None:
+            raise NotFound(f"Thread with ID {thread_id} not found")
+        return updated
+
+    async def delete(self, thread_id: str) -> None:
+        await self.get(thread_id)
+        await self._runs.cancel_thread_runs(thread_id, action="interrupt")
+        await self._storage.thread_delete(thread_id)
+        await self._storage.checkpoints_delete_thread(thread_id)
+
+    async def search(self, body: dict[str, Any]) -> list[Record]:
+        rows = await self._storage.thread_search(
+            ids=body.get("ids"), metadata=body.get("metadata"), values=body.get("values"), status=body.get("status"),
+            limit=body.get("limit", 10), offset=body.get("offset", 0),
+            sort_by=body.get("sort_by") or "created_at", sort_order=body.get("sort_order") or "desc",
+        )
+        select = body.get("select")
+        if select:
+            return [{k: r.get(k) for k in select} for r in rows]
+        return rows
+
+    async def count(self, body: dict[str, Any]) -> int:
+        return await self._storage.thread_count(
+            ids=body.get("ids"), metadata=body.get("metadata"), values=body.get("values"), status=body.get("status")
+        )
+
+    async def copy(self, thread_id: str) -> Record:
+        source = await self.get(thread_id)
+        new_id = str(uuid.uuid4())
+        record = new_thread_record(new_id, {**source["metadata"], "forked_from": thread_id})
+        record.update(values=source["values"], interrupts=source["interrupts"],
+                      status=source["status"] if source["status"] != "busy" else "idle")
+        await self._storage.thread_create(record)
+        await self._storage.checkpoints_copy_thread(thread_id, new_id)
+        return record
+
+    async def prune(self, thread_ids: list[str], strategy: str) -> int:
+        if strategy not in ("delete", "keep_latest"):
+            raise Invalid("strategy must be 'delete' or 'keep_latest'")
+        pruned = 0
+        for tid in thread_ids:
+            if not is_uuid(tid) or await self._storage.thread_get(tid) is None:
+                continue
+            if strategy == "delete":
+                await self.delete(tid)
+            else:
+                await self._storage.checkpoints_prune([tid], "keep_latest")
+            pruned += 1
+        return pruned
+
+    # state ----------------------------------------------------------------------------
+    async def _thread_graph(self, thread: Record) -> Any | None:
+        graph_id = thread["metadata"].get("graph_id")
+        if not graph_id or graph_id not in self._registry:
+            return None
+        return await self._registry.get(graph_id)
+
+    async def state(self, thread_id: str, *, subgraphs: bool = False, checkpoint: Record | None = None,
+                    checkpoint_id: str | None = None) -> Record:
+        thread = await self.get(thread_id)
+        graph = await self._thread_graph(thread)
+        if graph is None:
+            return empty_state(thread_id)
+        config = checkpoint_config(thread_id, checkpoint, checkpoint_id)
+        snapshot = await graph.aget_state(config, subgraphs=subgraphs)
+        if (checkpoint or checkpoint_id) and snapshot.created_at is None:
+            raise NotFound(f"Checkpoint {checkpoint_id or checkpoint} not found in thread {thread_id}")
+        return snapshot_to_state(snapshot)
+
+    async def update_state(self, thread_id: str, body: dict[str, Any]) -> Record:
+        thread = await self.get(thread_id)
+        graph = await self._thread_graph(thread)
+        if graph is None:
+            raise BadRequest(f"Thread {thread_id} has no graph yet: run an assistant on it before updating its state")
+        config = checkpoint_config(thread_id, body.get("checkpoint"), body.get("checkpoint_id"))
+        try:
+            new_config = await graph.aupdate_state(config, body.get("values"), as_node=body.get("as_node"))
+        except (ValueError, KeyError) as exc:
+            raise BadRequest(f"cannot update state: {exc}") from None
+        await self._refresh(thread_id, graph)
+        conf = new_config["configurable"]
+        return {"checkpoint": {k: conf.get(k) for k in ("thread_id", "checkpoint_ns", "checkpoint_id", "checkpoint_map") if k in conf}}
+
+    async def _refresh(self, thread_id: str, graph: Any) -> None:
+        """Mirror the newest checkpoint into the thread record (values, interrupts, status)."""
+        snapshot = await graph.aget_state(checkpoint_config(thread_id))
+        pending = thread_interrupts(snapshot)
+        changes: Record = {
+            "values": serde.to_jsonable(snapshot.values), "interrupts": pending,
+            "state_updated_at": now_iso(),
+        }
+        current = await self._storage.thread_get(thread_id)
+        if current and current["status"] != "busy":
+            changes["status"] = "interrupted" if pending else "idle"
+        await self._storage.thread_update(thread_id, changes)
+
+    async def history(self, thread_id: str, *, limit: int = 10, before: str | Record | None = None,
+                      metadata: Record | None = None, checkpoint: Record | None = None) -> list[Record]:
+        thread = await self.get(thread_id)
+        graph = await self._thread_graph(thread)
+        if graph is None:
+            return []
+        if isinstance(before, str):
+            before = {"checkpoint_id": before}
+        before_config = checkpoint_config(thread_id, before) if before else None
+        states = []
+        async for snapshot in graph.aget_state_history(
+            checkpoint_config(thread_id, checkpoint), limit=limit, before=before_config, filter=metadata or None
+        ):
+            states.append(snapshot_to_state(snapshot))
+        return states

@@ -1,0 +1,210 @@
+"""Request bodies of the HTTP API (the wire contract).
+
+Unknown fields are refused (422 naming the field): a field skeino would silently ignore
+is worse than an error. Responses are the plain records the runtime returns.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal, Union
+
+from pydantic import BaseModel, ConfigDict, Field
+
+StreamMode = Literal["values", "updates", "messages", "messages-tuple", "custom", "debug", "checkpoints", "tasks", "events"]
+MultitaskStrategy = Literal["reject", "enqueue", "interrupt", "rollback"]
+SortOrder = Literal["asc", "desc"]
+Json = Union[dict[str, Any], list[Any], str, int, float, bool, None]
+
+
+class Body(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    def data(self) -> dict[str, Any]:
+        """The fields the client sent (unset ones left out)."""
+        return self.model_dump(exclude_unset=True)
+
+
+# assistants ---------------------------------------------------------------------------
+class AssistantCreate(Body):
+    graph_id: str
+    assistant_id: str | None = None
+    config: dict[str, Any] | None = None
+    context: dict[str, Any] | None = None
+    metadata: dict[str, Any] | None = None
+    name: str | None = None
+    description: str | None = None
+    if_exists: Literal["raise", "do_nothing"] = "raise"
+
+
+class AssistantPatch(Body):
+    graph_id: str | None = None
+    config: dict[str, Any] | None = None
+    context: dict[str, Any] | None = None
+    metadata: dict[str, Any] | None = None
+    name: str | None = None
+    description: str | None = None
+
+
+class AssistantSearch(Body):
+    graph_id: str | None = None
+    name: str | None = None
+    metadata: dict[str, Any] | None = None
+    limit: int = Field(10, ge=1, le=1000)
+    offset: int = Field(0, ge=0)
+    sort_by: Literal["assistant_id", "graph_id", "name", "created_at", "updated_at"] | None = None
+    sort_order: SortOrder | None = None
+    select: list[str] | None = None
+
+
+class AssistantCount(Body):
+    graph_id: str | None = None
+    name: str | None = None
+    metadata: dict[str, Any] | None = None
+
+
+class AssistantVersions(Body):
+    metadata: dict[str, Any] | None = None
+    limit: int = Field(10, ge=1, le=1000)
+    offset: int = Field(0, ge=0)
+
+
+class AssistantLatest(Body):
+    version: int
+
+
+# threads ----------------------------------------------------------------------------
+class ThreadCreate(Body):
+    thread_id: str | None = None
+    metadata: dict[str, Any] | None = None
+    if_exists: Literal["raise", "do_nothing"] = "raise"
+    ttl: Any = None
+    supersteps: list[dict[str, Any]] | None = None
+
+
+class ThreadPatch(Body):
+    metadata: dict[str, Any] | None = None
+    ttl: Any = None
+
+
+class ThreadSearch(Body):
+    ids: list[str] | None = None
+    metadata: dict[str, Any] | None = None
+    values: dict[str, Any] | None = None
+    status: Literal["idle", "busy", "interrupted", "error"] | None = None
+    limit: int = Field(10, ge=1, le=1000)
+    offset: int = Field(0, ge=0)
+    sort_by: Literal["thread_id", "status", "created_at", "updated_at", "state_updated_at"] | None = None
+    sort_order: SortOrder | None = None
+    select: list[str] | None = None
+    extract: dict[str, str] | None = None
+
+
+class ThreadCount(Body):
+    ids: list[str] | None = None
+    metadata: dict[str, Any] | None = None
+    values: dict[str, Any] | None = None
+    status: Literal["idle", "busy", "interrupted", "error"] | None = None
+
+
+class ThreadPrune(Body):
+    thread_ids: list[str]
+    strategy: Literal["delete", "keep_latest"] = "delete"
+
+
+class CheckpointRef(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    thread_id: str | None = None
+    checkpoint_ns: str | None = ""
+    checkpoint_id: str | None = None
+    checkpoint_map: dict[str, Any] | None = None
+
+
+class StateUpdate(Body):
+    values: Json = None
+    as_node: str | None = None
+    checkpoint: CheckpointRef | None = None
+    checkpoint_id: str | None = None
+
+
+class StateAtCheckpoint(Body):
+    checkpoint: CheckpointRef
+    subgraphs: bool = False
+
+
+class HistoryQuery(Body):
+    limit: int = Field(10, ge=1, le=1000)
+    before: str | CheckpointRef | None = None
+    metadata: dict[str, Any] | None = None
+    checkpoint: CheckpointRef | None = None
+
+
+# runs -------------------------------------------------------------------------------
+class CommandBody(Body):
+    resume: Any = None
+    update: Any = None
+    goto: Any = None
+
+
+class RunCreate(Body):
+    assistant_id: str
+    input: Json = None
+    command: CommandBody | None = None
+    checkpoint: CheckpointRef | None = None
+    checkpoint_id: str | None = None
+    checkpoint_during: bool | None = None
+    config: dict[str, Any] | None = None
+    context: dict[str, Any] | None = None
+    metadata: dict[str, Any] | None = None
+    stream_mode: StreamMode | list[StreamMode] | None = None
+    stream_subgraphs: bool = False
+    stream_resumable: bool = False
+    interrupt_before: Literal["*"] | list[str] | None = None
+    interrupt_after: Literal["*"] | list[str] | None = None
+    multitask_strategy: MultitaskStrategy | None = None
+    if_not_exists: Literal["create", "reject"] | None = None
+    on_disconnect: Literal["cancel", "continue"] | None = None
+    on_completion: Literal["delete", "keep"] | None = None
+    after_seconds: float | None = Field(None, ge=0)
+    durability: Literal["sync", "async", "exit"] | None = None
+    strict_resume: bool | None = None
+    webhook: str | None = None
+    feedback_keys: list[str] | None = None
+    langsmith_tracer: Any = None
+
+
+class RunsCancel(Body):
+    thread_id: str | None = None
+    run_ids: list[str] | None = None
+    status: Literal["pending", "running", "all"] | None = None
+
+
+# store ------------------------------------------------------------------------------
+class StorePut(Body):
+    namespace: list[str]
+    key: str
+    value: dict[str, Any]
+    index: Literal[False] | list[str] | None = None
+    ttl: float | None = None
+
+
+class StoreDelete(Body):
+    namespace: list[str]
+    key: str
+
+
+class StoreSearch(Body):
+    namespace_prefix: list[str] = Field(default_factory=list)
+    filter: dict[str, Any] | None = None
+    limit: int = Field(10, ge=1, le=1000)
+    offset: int = Field(0, ge=0)
+    query: str | None = None
+    refresh_ttl: bool | None = None
+
+
+class StoreNamespaces(Body):
+    prefix: list[str] | None = None
+    suffix: list[str] | None = None
+    max_depth: int | None = None
+    limit: int = Field(100, ge=1, le=1000)
+    offset: int = Field(0, ge=0)

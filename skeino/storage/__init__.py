@@ -1,0 +1,16 @@
+"""Persistence behind one contract (see base.Storage); pick a backend from the config."""
+
+from __future__ import annotations
+
+from skeino.config import Config
+from skeino.storage.base import Storage
+
+
+def create_storage(config: Config) -> Storage:
+    """The backend the config asks for; SQLite in a local file by default."""
+    from skeino.storage.sqlite import SqliteStorage
+
+    return SqliteStorage(config.db_path, store_config=config.store)
+
+
+__all__ = ["Storage", "create_storage"]

@@ -1,0 +1,112 @@
+"""The storage contract every backend implements.
+
+Records are plain dicts whose JSON columns are already decoded. Timestamps are
+ISO-8601 strings in UTC. Backends know nothing about HTTP; they raise no HTTP errors,
+they return None / False for "not there" and let the runtime decide what that means.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Any, Literal, Protocol, Sequence
+
+from langgraph.checkpoint.base import BaseCheckpointSaver
+from langgraph.store.base import BaseStore
+
+Record = dict[str, Any]
+SortOrder = Literal["asc", "desc"]
+
+RUN_INFLIGHT = ("pending", "running")
+RUN_FINAL = ("success", "error", "timeout", "interrupted")
+
+
+def now_iso() -> str:
+    return datetime.now(timezone.utc).isoformat()
+
+
+def json_contains(doc: Any, query: Any) -> bool:
+    """JSONB-style containment: every key/value of `query` is present in `doc`."""
+    if isinstance(query, dict):
+        return isinstance(doc, dict) and all(k in doc and json_contains(doc[k], v) for k, v in query.items())
+    if isinstance(query, list):
+        return isinstance(doc, list) and all(any(json_contains(d, q) for d in doc) for q in query)
+    if isinstance(query, bool) or isinstance(doc, bool):
+        return type(query) is type(doc) and query == doc
+    return doc == query
+
+
+class Storage(Protocol):
+    """Assistants, threads, runs and stream logs, plus LangGraph's checkpointer and store."""
+
+    checkpointer: BaseCheckpointSaver
+    store: BaseStore
+
+    async def open(self) -> None: ...
+    async def close(self) -> None: ...
+
+    # assistants -------------------------------------------------------------
+    async def assistant_create(self, record: Record) -> Record | None:
+        """Insert version 1 of a new assistant; None if the id exists."""
+    async def assistant_get(self, assistant_id: str) -> Record | None: ...
+    async def assistant_update(self, assistant_id: str, changes: Record) -> Record | None:
+        """Write a new version with `changes` applied and make it the latest."""
+    async def assistant_delete(self, assistant_id: str) -> bool: ...
+    async def assistant_search(
+        self, *, graph_id: str | None, name: str | None, metadata: Record | None,
+        limit: int, offset: int, sort_by: str, sort_order: SortOrder,
+    ) -> list[Record]: ...
+    async def assistant_count(self, *, graph_id: str | None, name: str | None, metadata: Record | None) -> int: ...
+    async def assistant_versions(
+        self, assistant_id: str, *, metadata: Record | None, limit: int, offset: int
+    ) -> list[Record]: ...
+    async def assistant_set_latest(self, assistant_id: str, version: int) -> Record | None: ...
+
+    # threads ----------------------------------------------------------------
+    async def thread_create(self, record: Record) -> Record | None:
+        """Insert a thread; None if the id exists."""
+    async def thread_get(self, thread_id: str) -> Record | None: ...
+    async def thread_update(self, thread_id: str, changes: Record, *, merge_metadata: Record | None = None) -> Record | None:
+        """Set columns in `changes`; shallow-merge `merge_metadata` into metadata."""
+    async def thread_delete(self, thread_id: str) -> bool:
+        """Delete the thread, its runs and stream logs (checkpoints are the runtime's job)."""
+    async def thread_search(
+        self, *, ids: Sequence[str] | None, metadata: Record | None, values: Record | None,
+        status: str | None, limit: int, offset: int, sort_by: str, sort_order: SortOrder,
+    ) -> list[Record]: ...
+    async def thread_count(
+        self, *, ids: Sequence[str] | None, metadata: Record | None, values: Record | None, status: str | None
+    ) -> int: ...
+
+    # runs -------------------------------------------------------------------
+    async def run_create(self, record: Record, *, reject_if_busy: bool, thread_metadata: Record) -> Record | None:
+        """Insert a pending run and mark its thread busy, in one transaction.
+
+        Returns None, having written nothing, when `reject_if_busy` and the thread
+        already has a pending or running run.
+        """
+    async def run_transition(self, run_id: str, from_status: str, to_status: str) -> bool:
+        """Atomically move a run between statuses; False if it was not in `from_status`."""
+    async def run_finish(self, run_id: str, thread_id: str, status: str, thread_changes: Record) -> None:
+        """Record a run's final status and its thread's new state in one transaction.
+
+        The thread stays `busy` if other runs of it are still pending or running.
+        """
+    async def run_get(self, run_id: str, thread_id: str | None = None) -> Record | None: ...
+    async def run_list(self, thread_id: str, *, limit: int, offset: int, status: str | None) -> list[Record]: ...
+    async def run_update(self, run_id: str, changes: Record) -> Record | None: ...
+    async def run_delete(self, run_id: str) -> bool: ...
+    async def runs_inflight(self, thread_id: str) -> list[Record]:
+        """Pending and running runs of a thread, oldest first."""
+    async def run_next_pending(self, thread_id: str) -> Record | None: ...
+    async def runs_with_status(self, statuses: Sequence[str]) -> list[Record]: ...
+    async def runs_by_ids(self, run_ids: Sequence[str]) -> list[Record]: ...
+
+    # resumable stream logs --------------------------------------------------
+    async def stream_append(self, run_id: str, events: Sequence[tuple[int, str, bytes]]) -> None: ...
+    async def stream_read(self, run_id: str, after: int) -> list[tuple[int, str, bytes]]: ...
+
+    # checkpoint maintenance the LangGraph savers lack -------------------------
+    async def checkpoints_delete_for_run(self, thread_id: str, run_id: str) -> None: ...
+    async def checkpoints_copy_thread(self, source_thread_id: str, target_thread_id: str) -> None: ...
+    async def checkpoints_prune(self, thread_ids: Sequence[str], strategy: str) -> None: ...
+    async def checkpoints_delete_thread(self, thread_id: str) -> None: ...

@@ -1,0 +1,3 @@
+from skeino.storage.sqlite.backend import SqliteStorage
+
+__all__ = ["SqliteStorage"]

@@ -1,0 +1,95 @@
+"""Schema migrations for skeino's own tables, versioned in code and applied in order."""
+
+from __future__ import annotations
+
+import aiosqlite
+
+# Append new steps; never edit a step that has shipped.
+MIGRATIONS: list[str] = [
+    # 1: assistants, threads, runs, stream logs
+    """
+    CREATE TABLE assistants (
+        assistant_id TEXT PRIMARY KEY,
+        graph_id TEXT NOT NULL,
+        config TEXT NOT NULL,
+        context TEXT NOT NULL,
+        metadata TEXT NOT NULL,
+        name TEXT,
+        description TEXT,
+        version INTEGER NOT NULL,
+        created_at TEXT NOT NULL,
+        updated_at TEXT NOT NULL
+    );
+    CREATE INDEX assistants_graph ON assistants (graph_id);
+    CREATE TABLE assistant_versions (
+        assistant_id TEXT NOT NULL,
+        version INTEGER NOT NULL,
+        graph_id TEXT NOT NULL,
+        config TEXT NOT NULL,
+        context TEXT NOT NULL,
+        metadata TEXT NOT NULL,
+        name TEXT,
+        description TEXT,
+        created_at TEXT NOT NULL,
+        PRIMARY KEY (assistant_id, version)
+    );
+    CREATE TABLE threads (
+        thread_id TEXT PRIMARY KEY,
+        created_at TEXT NOT NULL,
+        updated_at TEXT NOT NULL,
+        state_updated_at TEXT NOT NULL,
+        metadata TEXT NOT NULL,
+        status TEXT NOT NULL,
+        config TEXT NOT NULL,
+        "values" TEXT,
+        interrupts TEXT NOT NULL,
+        error TEXT
+    );
+    CREATE INDEX threads_status ON threads (status);
+    CREATE INDEX threads_created ON threads (created_at);
+    CREATE TABLE runs (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        run_id TEXT NOT NULL UNIQUE,
+        thread_id TEXT NOT NULL,
+        assistant_id TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        updated_at TEXT NOT NULL,
+        status TEXT NOT NULL,
+        metadata TEXT NOT NULL,
+        kwargs TEXT NOT NULL,
+        multitask_strategy TEXT,
+        run_at REAL NOT NULL DEFAULT 0
+    );
+    CREATE INDEX runs_thread_status ON runs (thread_id, status, seq);
+    CREATE INDEX runs_status ON runs (status);
+    CREATE TABLE stream_events (
+        run_id TEXT NOT NULL,
+        seq INTEGER NOT NULL,
+        event TEXT NOT NULL,
+        data BLOB NOT NULL,
+        PRIMARY KEY (run_id, seq)
+    );
+    """,
+]
+
+
+async def migrate(conn: aiosqlite.Connection) -> int:
+    """Bring the schema to the newest version; returns the version reached."""
+    await conn.execute("CREATE TABLE IF NOT EXISTS skeino_migrations (v INTEGER PRIMARY KEY)")
+    async with conn.execute("SELECT COALESCE(MAX(v), 0) FROM skeino_migrations") as cur:
+        row = await cur.fetchone()
+    current = int(row[0]) if row else 0
+    for version, script in enumerate(MIGRATIONS, start=1):
+        if version <= current:
+            continue
+        await conn.execute("BEGIN IMMEDIATE")
+        try:
+            for statement in filter(None, (s.strip() for s in script.split(";"))):
+                await conn.execute(statement)
+            await conn.execute("INSERT INTO skeino_migrations (v) VALUES (?)", (version,))
+            await conn.execute("COMMIT")
+        except BaseException:
+            await conn.execute("ROLLBACK")
+            raise
+        current = version
+    return current
