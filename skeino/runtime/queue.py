@@ -68,7 +68,11 @@ class RunQueue:
     async def _execute(self, run: Record) -> None:
         run_id = run["run_id"]
         async with self._slots:
-            if not await self._storage.run_transition(run_id, "pending", "running"):
+            conf = run["kwargs"]["config"]["configurable"]
+            claimed = await self._storage.run_start(
+                run_id, run["thread_id"], {"graph_id": conf["graph_id"], "assistant_id": conf["assistant_id"]}
+            )
+            if not claimed:
                 return  # cancelled while pending
             stream = self._broker.get(run_id) or self._broker.open(run_id, run["thread_id"], bool(run["kwargs"].get("resumable")))
             task = asyncio.create_task(

@@ -111,10 +111,7 @@ class RunService:
         }
         # Open the log before the run is visible to the worker so no subscriber misses an event.
         stream = self._broker.open(run_id, thread_id, kwargs["resumable"])
-        created = await self._storage.run_create(
-            record, reject_if_busy=strategy == "reject",
-            thread_metadata={"graph_id": graph_id, "assistant_id": assistant["assistant_id"]},
-        )
+        created = await self._storage.run_create(record, reject_if_busy=strategy == "reject")
         if created is None:
             self._broker.drop(run_id)
             raise Conflict(BUSY_DETAIL)

@@ -78,7 +78,7 @@ class Storage(Protocol):
     ) -> int: ...
 
     # runs -------------------------------------------------------------------
-    async def run_create(self, record: Record, *, reject_if_busy: bool, thread_metadata: Record) -> Record | None:
+    async def run_create(self, record: Record, *, reject_if_busy: bool) -> Record | None:
         """Insert a pending run and mark its thread busy, in one transaction.
 
         Returns None, having written nothing, when `reject_if_busy` and the thread
@@ -86,6 +86,8 @@ class Storage(Protocol):
         """
     async def run_transition(self, run_id: str, from_status: str, to_status: str) -> bool:
         """Atomically move a run between statuses; False if it was not in `from_status`."""
+    async def run_start(self, run_id: str, thread_id: str, thread_metadata: Record) -> bool:
+        """Claim a pending run (now running) and stamp its thread's metadata; False if not pending."""
     async def run_finish(self, run_id: str, thread_id: str, status: str, thread_changes: Record) -> None:
         """Record a run's final status and its thread's new state in one transaction.
 

@@ -309,7 +309,7 @@ class SqliteStorage:
         return (await self._one(f"SELECT COUNT(*) FROM threads{where}", params))[0]
 
     # runs -------------------------------------------------------------------------
-    async def run_create(self, record: Record, *, reject_if_busy: bool, thread_metadata: Record) -> Record | None:
+    async def run_create(self, record: Record, *, reject_if_busy: bool) -> Record | None:
         async with self._tx() as conn:
             if reject_if_busy:
                 async with conn.execute(
@@ -323,8 +323,8 @@ class SqliteStorage:
                 [(_enc(record.get(c)) if c in _JSON_COLS else record.get(c)) for c in _RUN_COLS],
             )
             await conn.execute(
-                "UPDATE threads SET status = 'busy', updated_at = ?, metadata = json_patch(metadata, ?) WHERE thread_id = ?",
-                (record["created_at"], _enc(thread_metadata), record["thread_id"]),
+                "UPDATE threads SET status = 'busy', updated_at = ? WHERE thread_id = ?",
+                (record["created_at"], record["thread_id"]),
             )
         return record
 
@@ -335,6 +335,21 @@ class SqliteStorage:
                 (to_status, now_iso(), run_id, from_status),
             )
             return cur.rowcount > 0
+
+    async def run_start(self, run_id: str, thread_id: str, thread_metadata: Record) -> bool:
+        now = now_iso()
+        async with self._tx() as conn:
+            cur = await conn.execute(
+                "UPDATE runs SET status = 'running', updated_at = ? WHERE run_id = ? AND status = 'pending'", (now, run_id)
+            )
+            if cur.rowcount == 0:
+                return False
+            # The thread belongs to the graph that runs on it now (state is read through it).
+            await conn.execute(
+                "UPDATE threads SET metadata = json_patch(metadata, ?), updated_at = ? WHERE thread_id = ?",
+                (_enc(thread_metadata), now, thread_id),
+            )
+            return True
 
     async def run_finish(self, run_id: str, thread_id: str, status: str, thread_changes: Record) -> None:
         now = now_iso()

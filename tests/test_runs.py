@@ -1,0 +1,334 @@
+"""Runs through the official SDK against a real server: lifecycle, strategies, HITL, stateless."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+import httpx
+import pytest
+from langgraph_sdk.errors import ConflictError, NotFoundError, UnprocessableEntityError
+
+from serverproc import Server
+
+
+async def wait_status(client: Any, thread_id: str, run_id: str, statuses: set[str], timeout: float = 10) -> dict:
+    deadline = time.monotonic() + timeout
+    while True:
+        run = await client.runs.get(thread_id, run_id)
+        if run["status"] in statuses:
+            return run
+        if time.monotonic() > deadline:
+            raise AssertionError(f"run {run_id} stuck in {run['status']}, wanted {statuses}")
+        await asyncio.sleep(0.02)
+
+
+async def wait_values(client: Any, thread_id: str, predicate: Any, timeout: float = 10) -> dict:
+    deadline = time.monotonic() + timeout
+    while True:
+        state = await client.threads.get_state(thread_id)
+        if predicate(state["values"]):
+            return state
+        if time.monotonic() > deadline:
+            raise AssertionError(f"state never matched: {state['values']}")
+        await asyncio.sleep(0.02)
+
+
+async def test_background_run_then_join(client: Any) -> None:
+    thread = await client.threads.create()
+    run = await client.runs.create(thread["thread_id"], "counter", input={"count": 0})
+    assert run["status"] in ("pending", "running", "success")
+    assert run["thread_id"] == thread["thread_id"]
+    assert run["multitask_strategy"] == "enqueue"
+    result = await client.runs.join(thread["thread_id"], run["run_id"])
+    assert result == {"count": 3}
+    done = await client.runs.get(thread["thread_id"], run["run_id"])
+    assert done["status"] == "success"
+    t = await client.threads.get(thread["thread_id"])
+    assert t["status"] == "idle"
+    assert t["metadata"]["graph_id"] == "counter"
+    assert t["metadata"]["assistant_id"] == "09d6caf4-2ef3-5a8b-b1a7-114690ed5d45"
+    assert t["values"] == {"count": 3}
+
+
+async def test_run_merges_assistant_config(client: Any) -> None:
+    assistant = await client.assistants.create("agent", config={"configurable": {"fake_tokens": 3}})
+    thread = await client.threads.create()
+    result = await client.runs.wait(thread["thread_id"], assistant["assistant_id"],
+                                    input={"messages": [{"role": "user", "content": "hi"}]})
+    assert result["messages"][-1]["content"] == "tok0 tok1 tok2"
+    # The run's own config wins over the assistant's.
+    result = await client.runs.wait(thread["thread_id"], assistant["assistant_id"],
+                                    input={"messages": [{"role": "user", "content": "hi"}]},
+                                    config={"configurable": {"fake_tokens": 1}})
+    assert result["messages"][-1]["content"] == "tok0"
+    runs = await client.runs.list(thread["thread_id"])
+    assert [r["assistant_id"] for r in runs] == [assistant["assistant_id"]] * 2
+
+
+async def test_enqueue_runs_one_at_a_time_in_order(client: Any) -> None:
+    thread = await client.threads.create()
+    tid = thread["thread_id"]
+    first = await client.runs.create(tid, "slow", input={"seconds": 0.4})
+    second = await client.runs.create(tid, "slow", input={"seconds": 0})
+    third = await client.runs.create(tid, "slow", input={"seconds": 0})
+    await wait_status(client, tid, first["run_id"], {"running"})
+    assert (await client.runs.get(tid, second["run_id"]))["status"] == "pending"
+    assert (await client.threads.get(tid))["status"] == "busy"
+    await client.runs.join(tid, third["run_id"])
+    runs = {r["run_id"]: r for r in await client.runs.list(tid)}
+    ends = [runs[r["run_id"]]["updated_at"] for r in (first, second, third)]
+    assert ends == sorted(ends)
+    state = await client.threads.get_state(tid)
+    assert state["values"]["steps"] == ["before", "nap", "after"] * 3
+    assert (await client.threads.get(tid))["status"] == "idle"
+
+
+async def test_reject_gives_409_and_writes_nothing(client: Any) -> None:
+    thread = await client.threads.create()
+    tid = thread["thread_id"]
+    first = await client.runs.create(tid, "slow", input={"seconds": 30})
+    await wait_status(client, tid, first["run_id"], {"running"})
+    with pytest.raises(ConflictError) as err:
+        await client.runs.create(tid, "counter", input={"count": 0}, multitask_strategy="reject")
+    assert "already running" in err.value.response.json()["detail"]
+    assert len(await client.runs.list(tid)) == 1
+    await client.runs.cancel(tid, first["run_id"], wait=True)
+
+
+async def test_interrupt_strategy_keeps_progress(client: Any) -> None:
+    thread = await client.threads.create()
+    tid = thread["thread_id"]
+    first = await client.runs.create(tid, "slow", input={"seconds": 30})
+    await wait_values(client, tid, lambda v: v.get("steps") == ["before"])
+    second = await client.runs.create(tid, "slow", input={"seconds": 0}, multitask_strategy="interrupt")
+    await client.runs.join(tid, second["run_id"])
+    assert (await client.runs.get(tid, first["run_id"]))["status"] == "interrupted"
+    assert (await client.runs.get(tid, second["run_id"]))["status"] == "success"
+    state = await client.threads.get_state(tid)
+    # The first run's finished step stays; the new run starts from the latest checkpoint.
+    assert state["values"]["steps"][0] == "before"
+    assert state["values"]["steps"][-3:] == ["before", "nap", "after"]
+
+
+async def test_rollback_strategy_removes_run_and_checkpoints(client: Any) -> None:
+    thread = await client.threads.create()
+    tid = thread["thread_id"]
+    first = await client.runs.create(tid, "slow", input={"seconds": 30})
+    await wait_values(client, tid, lambda v: v.get("steps") == ["before"])
+    second = await client.runs.create(tid, "slow", input={"seconds": 0}, multitask_strategy="rollback")
+    await client.runs.join(tid, second["run_id"])
+    with pytest.raises(NotFoundError):
+        await client.runs.get(tid, first["run_id"])
+    state = await client.threads.get_state(tid)
+    assert state["values"]["steps"] == ["before", "nap", "after"]
+    history = await client.threads.get_history(tid, limit=100)
+    assert {h["metadata"].get("run_id") for h in history} == {second["run_id"]}
+
+
+async def test_cancel_sleeping_run_is_prompt(client: Any) -> None:
+    thread = await client.threads.create()
+    tid = thread["thread_id"]
+    run = await client.runs.create(tid, "slow", input={"seconds": 30})
+    await wait_values(client, tid, lambda v: v.get("steps") == ["before"])
+    started = time.monotonic()
+    await client.runs.cancel(tid, run["run_id"], wait=True)
+    # Far below the 30 s the node sleeps: cancellation interrupts the await itself.
+    assert time.monotonic() - started < 5
+    assert (await client.runs.get(tid, run["run_id"]))["status"] == "interrupted"
+    assert (await client.threads.get(tid))["status"] != "busy"
+
+
+async def test_cancel_pending_and_bulk_cancel(client: Any) -> None:
+    thread = await client.threads.create()
+    tid = thread["thread_id"]
+    first = await client.runs.create(tid, "slow", input={"seconds": 30})
+    second = await client.runs.create(tid, "slow", input={"seconds": 30})
+    await wait_status(client, tid, first["run_id"], {"running"})
+    await client.runs.cancel(tid, second["run_id"])
+    assert (await client.runs.get(tid, second["run_id"]))["status"] == "interrupted"
+    await client.runs.cancel_many(thread_id=tid, run_ids=[first["run_id"]])
+    await wait_status(client, tid, first["run_id"], {"interrupted"})
+    t = await client.threads.get(tid)
+    assert t["status"] == "idle"
+
+
+async def test_resume_after_interrupt(client: Any) -> None:
+    thread = await client.threads.create()
+    tid = thread["thread_id"]
+    result = await client.runs.wait(tid, "hitl", input={"task": "ship"})
+    assert result["plan"].startswith("Plan for ship")
+    [pending] = result["__interrupt__"]
+    assert pending["value"]["question"] == "Approve this plan?"
+    t = await client.threads.get(tid)
+    assert t["status"] == "interrupted"
+    [(task_id, interrupts)] = t["interrupts"].items()
+    assert interrupts[0]["id"] == pending["id"]
+    state = await client.threads.get_state(tid)
+    assert state["next"] == ["review"]
+    assert state["tasks"][0]["interrupts"][0]["value"] == pending["value"]
+    assert state["interrupts"][0]["id"] == pending["id"]
+    result = await client.runs.wait(tid, "hitl", command={"resume": "yes"})
+    assert result["result"].startswith("Executed")
+    assert "__interrupt__" not in result
+    t = await client.threads.get(tid)
+    assert t["status"] == "idle" and t["interrupts"] == {}
+
+
+async def test_resume_several_interrupts_by_id(client: Any) -> None:
+    thread = await client.threads.create()
+    tid = thread["thread_id"]
+    result = await client.runs.wait(tid, "multi_interrupt", input={"answers": []})
+    pending = {i["value"]["ask"]: i["id"] for i in result["__interrupt__"]}
+    assert set(pending) == {"alice", "bob"}
+    result = await client.runs.wait(tid, "multi_interrupt",
+                                    command={"resume": {pending["alice"]: "yes", pending["bob"]: "no"}})
+    assert sorted(result["answers"]) == ["alice=yes", "bob=no"]
+    assert (await client.threads.get(tid))["status"] == "idle"
+
+
+async def test_command_update_and_goto(client: Any) -> None:
+    thread = await client.threads.create()
+    tid = thread["thread_id"]
+    await client.runs.wait(tid, "hitl", input={"task": "ship"})
+    result = await client.runs.wait(tid, "hitl", command={"update": {"approved": True}, "goto": "act"})
+    assert result["result"].startswith("Executed")
+
+
+async def test_interrupt_before_and_continue(client: Any) -> None:
+    thread = await client.threads.create()
+    tid = thread["thread_id"]
+    result = await client.runs.wait(tid, "counter", input={"count": 0}, interrupt_before=["b"])
+    assert result["count"] == 1
+    state = await client.threads.get_state(tid)
+    assert state["next"] == ["b"]
+    assert (await client.threads.get(tid))["status"] == "interrupted"
+    result = await client.runs.wait(tid, "counter", input=None)
+    assert result == {"count": 3}
+    result = await client.runs.wait(tid, "counter", input={"count": 10}, interrupt_after="*")
+    assert result["count"] == 11
+
+
+async def test_fork_from_older_checkpoint(client: Any) -> None:
+    thread = await client.threads.create()
+    tid = thread["thread_id"]
+    await client.runs.wait(tid, "counter", input={"count": 0})
+    await client.runs.wait(tid, "counter", input={"count": 100})
+    history = await client.threads.get_history(tid, limit=100)
+    # The checkpoint where the first run had finished (count 3, nothing next).
+    older = next(h for h in history if h["values"].get("count") == 3 and not h["next"])
+    result = await client.runs.wait(tid, "counter", input=None, checkpoint_id=older["checkpoint"]["checkpoint_id"])
+    assert result == {"count": 3}
+    forked = await client.runs.wait(tid, "counter", input={"count": 3}, checkpoint_id=older["checkpoint"]["checkpoint_id"])
+    assert forked == {"count": 6}
+    state = await client.threads.get_state(tid)
+    assert state["values"] == {"count": 6}
+    assert state["parent_checkpoint"] is not None
+
+
+async def test_failing_graph(client: Any) -> None:
+    thread = await client.threads.create()
+    tid = thread["thread_id"]
+    result = await client.runs.wait(tid, "failing", input={"x": 1}, raise_error=False)
+    assert result == {"__error__": {"error": "ValueError", "message": "boom"}}
+    with pytest.raises(Exception, match="ValueError: boom"):
+        await client.runs.wait(tid, "failing", input={"x": 1})
+    [run, *_] = await client.runs.list(tid)
+    assert run["status"] == "error"
+    t = await client.threads.get(tid)
+    assert t["status"] == "error"
+    assert t["error"]["message"] == "boom"
+
+
+async def test_stateless_runs(client: Any, server: Server) -> None:
+    before = await client.threads.count()
+    assert await client.runs.wait(None, "counter", input={"count": 1}) == {"count": 4}
+    run = await client.runs.create(None, "counter", input={"count": 0}, on_completion="keep")
+    assert await client.runs.join(run["thread_id"], run["run_id"]) == {"count": 3}
+    kept = await client.threads.get(run["thread_id"])
+    assert kept["values"] == {"count": 3}
+    # The throwaway thread of the first run is gone; the kept one stays.
+    assert await client.threads.count() == before + 1
+    async with httpx.AsyncClient(base_url=server.url) as http:
+        res = await http.post("/runs/batch", json=[
+            {"assistant_id": "counter", "input": {"count": i}, "on_completion": "keep"} for i in range(3)])
+        assert res.status_code == 200
+        batch = res.json()
+    assert len(batch) == 3
+    for i, r in enumerate(batch):
+        assert await client.runs.join(r["thread_id"], r["run_id"]) == {"count": i + 3}
+
+
+async def test_if_not_exists(client: Any) -> None:
+    import uuid
+
+    tid = str(uuid.uuid4())
+    with pytest.raises(httpx.HTTPStatusError) as err:
+        await client.runs.wait(tid, "counter", input={"count": 0})
+    assert err.value.response.status_code == 404
+    result = await client.runs.wait(tid, "counter", input={"count": 0}, if_not_exists="create")
+    assert result == {"count": 3}
+    assert (await client.threads.get(tid))["thread_id"] == tid
+
+
+async def test_after_seconds_delays_start(client: Any) -> None:
+    thread = await client.threads.create()
+    tid = thread["thread_id"]
+    run = await client.runs.create(tid, "counter", input={"count": 0}, after_seconds=0.6)
+    await asyncio.sleep(0.2)
+    assert (await client.runs.get(tid, run["run_id"]))["status"] == "pending"
+    assert await client.runs.join(tid, run["run_id"]) == {"count": 3}
+
+
+async def test_delete_run(client: Any) -> None:
+    thread = await client.threads.create()
+    tid = thread["thread_id"]
+    slow = await client.runs.create(tid, "slow", input={"seconds": 30})
+    await wait_status(client, tid, slow["run_id"], {"running"})
+    with pytest.raises(ConflictError):
+        await client.runs.delete(tid, slow["run_id"])
+    await client.runs.cancel(tid, slow["run_id"], wait=True)
+    await client.runs.delete(tid, slow["run_id"])
+    with pytest.raises(NotFoundError):
+        await client.runs.get(tid, slow["run_id"])
+
+
+async def test_list_runs_paginates_newest_first(client: Any) -> None:
+    thread = await client.threads.create()
+    tid = thread["thread_id"]
+    ids = [(await client.runs.create(tid, "counter", input={"count": i}))["run_id"] for i in range(3)]
+    await client.runs.join(tid, ids[-1])
+    listed = await client.runs.list(tid, limit=2)
+    assert [r["run_id"] for r in listed] == ids[::-1][:2]
+    assert [r["run_id"] for r in await client.runs.list(tid, limit=2, offset=2)] == ids[:1]
+    assert [r["run_id"] for r in await client.runs.list(tid, status="success")] == ids[::-1]
+
+
+async def test_errors_and_headers(server: Server, client: Any) -> None:
+    thread = await client.threads.create()
+    tid = thread["thread_id"]
+    async with httpx.AsyncClient(base_url=server.url) as http:
+        res = await http.post(f"/threads/{tid}/runs/wait", json={"assistant_id": "counter", "input": {"count": 0}})
+        assert res.status_code == 200
+        run_path = res.headers["content-location"]
+        assert run_path.startswith(f"/threads/{tid}/runs/")
+        assert res.headers["location"] == f"{run_path}/join"
+        res = await http.post(f"/threads/{tid}/runs", json={"input": {}})
+        assert res.status_code == 422
+        assert res.json()["detail"][0]["loc"] == ["body", "assistant_id"]
+        res = await http.post(f"/threads/{tid}/runs", json={"assistant_id": "counter", "input": {}, "command": {"resume": 1}})
+        assert res.status_code == 422
+        assert "both" in res.json()["detail"]
+        res = await http.post(f"/threads/{tid}/runs", json={"assistant_id": "counter", "bogus": 1})
+        assert res.status_code == 422 and res.json()["detail"][0]["loc"] == ["body", "bogus"]
+        res = await http.post(f"/threads/{tid}/runs", json={"assistant_id": "counter", "webhook": "http://127.0.0.1:1/x"})
+        assert res.status_code == 501 and "webhook" in res.json()["detail"]
+        res = await http.post(f"/threads/{tid}/runs", json={"assistant_id": "nope"})
+        assert res.status_code == 404
+        res = await http.get(f"/threads/{tid}/runs/00000000-0000-0000-0000-000000000000")
+        assert res.status_code == 404
+        res = await http.post(f"/threads/{tid}/runs", json={"assistant_id": "counter", "stream_mode": "bogus"})
+        assert res.status_code == 422
+    with pytest.raises(UnprocessableEntityError):
+        await client.runs.create(tid, "counter", input={"count": 0}, multitask_strategy="sometimes")
