@@ -111,21 +111,22 @@ class SqliteStorage:
             else:
                 await self.conn.execute("COMMIT")
 
+    # Reads run and finish in one call on the connection's thread, so no statement is
+    # left open between awaits: an open statement would pin an old snapshot and make a
+    # transaction started meanwhile on this connection fail with "database is locked".
     async def _one(self, sql: str, params: Sequence[Any] = ()) -> Any:
-        async with self.conn.execute(sql, params) as cur:
-            return await cur.fetchone()
+        rows = await self.conn.execute_fetchall(sql, params)
+        return rows[0] if rows else None
 
     async def _all(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
-        async with self.conn.execute(sql, params) as cur:
-            return list(await cur.fetchall())
+        return list(await self.conn.execute_fetchall(sql, params))
 
     # assistants ---------------------------------------------------------------
     async def assistant_create(self, record: Record) -> Record | None:
         rec = {**record, "version": 1}
         async with self._tx() as conn:
-            async with conn.execute("SELECT 1 FROM assistants WHERE assistant_id = ?", (rec["assistant_id"],)) as cur:
-                if await cur.fetchone():
-                    return None
+            if await self._one("SELECT 1 FROM assistants WHERE assistant_id = ?", (rec["assistant_id"],)):
+                return None
             await conn.execute(
                 f"INSERT INTO assistants ({', '.join(_ASSISTANT_COLS)}) VALUES ({', '.join('?' * len(_ASSISTANT_COLS))})",
                 [(_enc(rec[c]) if c in _JSON_COLS else rec[c]) for c in _ASSISTANT_COLS],
@@ -146,13 +147,11 @@ class SqliteStorage:
 
     async def assistant_update(self, assistant_id: str, changes: Record) -> Record | None:
         async with self._tx() as conn:
-            async with conn.execute(f"SELECT {', '.join(_ASSISTANT_COLS)} FROM assistants WHERE assistant_id = ?", (assistant_id,)) as cur:
-                row = await cur.fetchone()
+            row = await self._one(f"SELECT {', '.join(_ASSISTANT_COLS)} FROM assistants WHERE assistant_id = ?", (assistant_id,))
             if not row:
                 return None
             current = _row(_ASSISTANT_COLS, row)
-            async with conn.execute("SELECT MAX(version) FROM assistant_versions WHERE assistant_id = ?", (assistant_id,)) as cur:
-                max_version = (await cur.fetchone())[0] or current["version"]
+            max_version = (await self._one("SELECT MAX(version) FROM assistant_versions WHERE assistant_id = ?", (assistant_id,)))[0] or current["version"]
             rec = {**current, **changes, "version": max_version + 1, "updated_at": now_iso()}
             await self._write_assistant(conn, rec)
             await self._insert_version(conn, rec)
@@ -215,14 +214,12 @@ class SqliteStorage:
     async def assistant_set_latest(self, assistant_id: str, version: int) -> Record | None:
         cols = ("graph_id", "config", "context", "metadata", "name", "description")
         async with self._tx() as conn:
-            async with conn.execute(
+            row = await self._one(
                 f"SELECT {', '.join(cols)} FROM assistant_versions WHERE assistant_id = ? AND version = ?", (assistant_id, version)
-            ) as cur:
-                row = await cur.fetchone()
+            )
             if not row:
                 return None
-            async with conn.execute(f"SELECT {', '.join(_ASSISTANT_COLS)} FROM assistants WHERE assistant_id = ?", (assistant_id,)) as cur:
-                cur_row = await cur.fetchone()
+            cur_row = await self._one(f"SELECT {', '.join(_ASSISTANT_COLS)} FROM assistants WHERE assistant_id = ?", (assistant_id,))
             if not cur_row:
                 return None
             rec = {**_row(_ASSISTANT_COLS, cur_row), **_row(cols, row), "version": version, "updated_at": now_iso()}
@@ -232,9 +229,8 @@ class SqliteStorage:
     # threads --------------------------------------------------------------------
     async def thread_create(self, record: Record) -> Record | None:
         async with self._tx() as conn:
-            async with conn.execute("SELECT 1 FROM threads WHERE thread_id = ?", (record["thread_id"],)) as cur:
-                if await cur.fetchone():
-                    return None
+            if await self._one("SELECT 1 FROM threads WHERE thread_id = ?", (record["thread_id"],)):
+                return None
             await conn.execute(
                 f"INSERT INTO threads ({', '.join(map(_q, _THREAD_COLS))}) VALUES ({', '.join('?' * len(_THREAD_COLS))})",
                 [(_enc(record.get(c)) if c in _JSON_COLS else record.get(c)) for c in _THREAD_COLS],
@@ -247,8 +243,7 @@ class SqliteStorage:
 
     async def thread_update(self, thread_id: str, changes: Record, *, merge_metadata: Record | None = None) -> Record | None:
         async with self._tx() as conn:
-            async with conn.execute(f"SELECT {', '.join(map(_q, _THREAD_COLS))} FROM threads WHERE thread_id = ?", (thread_id,)) as cur:
-                row = await cur.fetchone()
+            row = await self._one(f"SELECT {', '.join(map(_q, _THREAD_COLS))} FROM threads WHERE thread_id = ?", (thread_id,))
             if not row:
                 return None
             rec = _row(_THREAD_COLS, row)
@@ -312,11 +307,10 @@ class SqliteStorage:
     async def run_create(self, record: Record, *, reject_if_busy: bool) -> Record | None:
         async with self._tx() as conn:
             if reject_if_busy:
-                async with conn.execute(
+                if await self._one(
                     "SELECT 1 FROM runs WHERE thread_id = ? AND status IN ('pending', 'running') LIMIT 1",
                     (record["thread_id"],),
-                ) as cur:
-                    if await cur.fetchone():
+                ):
                         return None
             await conn.execute(
                 f"INSERT INTO runs ({', '.join(_RUN_COLS)}) VALUES ({', '.join('?' * len(_RUN_COLS))})",
@@ -355,10 +349,9 @@ class SqliteStorage:
         now = now_iso()
         async with self._tx() as conn:
             await conn.execute("UPDATE runs SET status = ?, updated_at = ? WHERE run_id = ?", (status, now, run_id))
-            async with conn.execute(
+            busy = await self._one(
                 "SELECT 1 FROM runs WHERE thread_id = ? AND status IN ('pending', 'running') LIMIT 1", (thread_id,)
-            ) as cur:
-                busy = await cur.fetchone() is not None
+            ) is not None
             changes = {**thread_changes, "updated_at": now}
             if busy:
                 changes["status"] = "busy"
@@ -453,12 +446,11 @@ class SqliteStorage:
     # checkpoints ----------------------------------------------------------------------
     async def checkpoints_delete_for_run(self, thread_id: str, run_id: str) -> None:
         async with self._tx() as conn:
-            async with conn.execute(
+            doomed = list(await self._all(
                 "SELECT checkpoint_ns, checkpoint_id FROM checkpoints WHERE thread_id = ? "
                 "AND json_extract(CAST(metadata AS TEXT), '$.run_id') = ?",
                 (thread_id, run_id),
-            ) as cur:
-                doomed = list(await cur.fetchall())
+            ))
             for ns, cid in doomed:
                 await conn.execute(
                     "DELETE FROM checkpoints WHERE thread_id = ? AND checkpoint_ns = ? AND checkpoint_id = ?", (thread_id, ns, cid)
