@@ -77,9 +77,14 @@ class SqliteStorage:
         store_conn = await _connect(self.path)
         self._aux = [cp_conn, store_conn]
         self.checkpointer = AsyncSqliteSaver(cp_conn)
-        await self.checkpointer.setup()
         ttl = self._store_config.get("ttl") or None
         self.store = AsyncSqliteStore(store_conn, ttl=ttl)
+        # One asyncio lock for every connection's writes: SQLite then never sees two
+        # writers at once, so nobody sleeps in its busy handler (coarse 1-100 ms naps
+        # that capped throughput under concurrent runs).
+        self.checkpointer.lock = self._lock
+        self.store.lock = self._lock
+        await self.checkpointer.setup()
         await self.store.setup()
 
     async def close(self) -> None:
