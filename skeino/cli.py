@@ -83,8 +83,11 @@ def main(argv: list[str] | None = None) -> int:
         os.environ["SKEINO_CONFIG"] = str(config.config_path)
         if args.db:
             os.environ["SKEINO_DB"] = str(settings.db_path)
-        uvicorn.run("skeino.cli:app_factory", factory=True, reload=True,
-                    reload_dirs=[str(config.base_dir)], **common)  # type: ignore[arg-type]
+        # Reload on code and config edits, never on the database the server itself writes.
+        logging.getLogger("watchfiles").setLevel(logging.WARNING)
+        uvicorn.run("skeino.cli:app_factory", factory=True, reload=True, reload_dirs=[str(config.base_dir)],
+                    reload_includes=["*.py", "*.json", ".env"], reload_excludes=[".skeino/*", "*.db*"],
+                    **common)  # type: ignore[arg-type]
         return 0
     print(_banner(config), flush=True)
     uvicorn.run(create_app(config, registry), **common)  # type: ignore[arg-type]
