@@ -12,7 +12,7 @@ from fastapi.responses import JSONResponse, RedirectResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from skeino import __version__
-from skeino.api import assistants, meta, runs, store, studio, threads
+from skeino.api import assistants, meta, openai, runs, store, studio, threads
 from skeino.api.deps import JSON
 from skeino.config import Config
 from skeino.errors import SkeinoError
@@ -62,7 +62,7 @@ def create_app(config: Config, registry: GraphRegistry | None = None) -> FastAPI
     app = FastAPI(title="skeino", version=__version__, lifespan=lifespan, default_response_class=JSON)
     app.state.runtime = rt
     _install_error_handlers(app)
-    for router in (meta.router, assistants.router, threads.router, runs.router, store.router):
+    for router in (meta.router, assistants.router, threads.router, runs.router, store.router, openai.router):
         app.include_router(router)
     studio.mount(app)
     if studio.available():

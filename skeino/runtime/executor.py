@@ -8,13 +8,14 @@ import uuid
 from typing import Any, AsyncIterator, Callable
 
 from langgraph.types import Command, Send
+from langgraph.version import __version__ as LANGGRAPH_VERSION
 
 from skeino import serde
 from skeino.graphs import GraphRegistry
 from skeino.runtime.broker import RunStream, StreamBroker
 from skeino.runtime.state import interrupt_dict, thread_interrupts
 from skeino.storage.base import Record, Storage, now_iso
-from skeino.streaming.modes import StreamMapper
+from skeino.streaming.modes import EVENTS, StreamMapper
 
 logger = logging.getLogger("skeino.runs")
 
@@ -76,8 +77,12 @@ class RunExecutor:
                 async for ns, mode, chunk in self._source(graph, kwargs, config, mapper, subgraphs):
                     if not ns:
                         if mode == "values":
-                            if isinstance(chunk, dict) and set(chunk) == {"__interrupt__"}:
-                                pass
+                            # LangGraph may fold `__interrupt__` into a values chunk; it is not
+                            # state (the interrupts are collected from `updates`).
+                            if isinstance(chunk, dict) and "__interrupt__" in chunk:
+                                chunk_state = {k: v for k, v in chunk.items() if k != "__interrupt__"}
+                                if chunk_state:
+                                    last_values = chunk_state
                             else:
                                 last_values = chunk
                         elif mode == "updates" and isinstance(chunk, dict) and "__interrupt__" in chunk:
@@ -125,13 +130,20 @@ class RunExecutor:
         if kwargs.get("durability"):
             options["durability"] = kwargs["durability"]
         inp = graph_input(kwargs)
+        # Every streamed metadata dict (messages, tasks, debug, events) and every
+        # checkpoint carries these on the official server.
+        config = {**config, "metadata": {**config.get("metadata", {}), "run_attempt": 1,
+                                         "langgraph_version": LANGGRAPH_VERSION}}
         if mapper.events_mode:
+            if "run_name" not in config and getattr(graph, "name", None) == "LangGraph":
+                # The root run of `events` is named after the graph id, not LangGraph's default.
+                config["run_name"] = config["configurable"]["graph_id"]
             async for ev in graph.astream_events(inp, config, version="v2", **options):
                 if ev["event"] == "on_chain_stream" and ev["run_id"] == str(config["run_id"]):
                     chunk = ev["data"]["chunk"]
                     yield chunk if subgraphs else ((), *chunk)
                     continue
-                yield (), "__events__", ev
+                yield (), EVENTS, ev
             return
         async for item in graph.astream(inp, config, **options):
             yield item if subgraphs else ((), *item)
