@@ -21,8 +21,13 @@ async def create_assistant(body: AssistantCreate, rt: Runtime = Depends(runtime)
 
 
 @router.post("/search")
-async def search_assistants(body: AssistantSearch, rt: Runtime = Depends(runtime)) -> Any:
-    rows = await rt.assistants.search(body.data())
+async def search_assistants(body: AssistantSearch, response: Response, rt: Runtime = Depends(runtime)) -> Any:
+    # One row more than asked tells whether another page exists; the official client reads
+    # the next offset from X-Pagination-Next (search(response_format="object")["next"]).
+    rows = await rt.assistants.search({**body.data(), "limit": body.limit + 1})
+    if len(rows) > body.limit:
+        rows = rows[:body.limit]
+        response.headers["X-Pagination-Next"] = str(body.offset + body.limit)
     if body.select:
         return [{k: r.get(k) for k in body.select} for r in rows]
     return rows
@@ -44,8 +49,11 @@ async def patch_assistant(assistant_id: str, body: AssistantPatch, rt: Runtime =
 
 
 @router.delete("/{assistant_id}", status_code=204)
-async def delete_assistant(assistant_id: str, rt: Runtime = Depends(runtime)) -> Response:
+async def delete_assistant(assistant_id: str, delete_threads: bool = False, rt: Runtime = Depends(runtime)) -> Response:
+    record = await rt.assistants.get(assistant_id)
     await rt.assistants.delete(assistant_id)
+    if delete_threads:
+        await rt.threads.delete_for_assistant(record["assistant_id"])
     return Response(status_code=204)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import typing
 import uuid
 from typing import Any
 
@@ -124,7 +125,13 @@ class AssistantService:
     async def graph(self, assistant_id: str, xray: bool | int) -> dict[str, Any]:
         _, graph = await self._graph(assistant_id)
         drawable = await graph.aget_graph(xray=xray)
-        return serde.to_jsonable(drawable.to_json())
+        shape = serde.to_jsonable(drawable.to_json())
+        # LangChain adds the runnable's class path as data.id; the official server drops it, so
+        # clients see only the node name there.
+        for node in shape.get("nodes", []):
+            if isinstance(node.get("data"), dict):
+                node["data"].pop("id", None)
+        return shape
 
     async def schemas(self, assistant_id: str) -> dict[str, Any]:
         record, graph = await self._graph(assistant_id)
@@ -135,6 +142,30 @@ class AssistantService:
         return {ns: _schemas(sub) async for ns, sub in graph.aget_subgraphs(namespace=namespace, recurse=recurse)}
 
 
+def _typeddict_compat(typ: Any) -> Any:
+    """The typing_extensions twin of a typing.TypedDict, which pydantic refuses before Python 3.12."""
+    import typing_extensions
+
+    hints = typing.get_type_hints(typ, include_extras=True)
+    required = getattr(typ, "__required_keys__", frozenset(hints))
+    fields = {k: (v if k in required else typing_extensions.NotRequired[v]) for k, v in hints.items()}
+    twin = typing_extensions.TypedDict(typ.__name__, fields)  # type: ignore[operator]
+    twin.__doc__ = typ.__doc__
+    return twin
+
+
+def _json_schema(typ: Any) -> dict[str, Any]:
+    from pydantic import PydanticUserError, TypeAdapter
+
+    try:
+        return TypeAdapter(typ).json_schema()
+    except PydanticUserError:
+        # The most common state declaration (typing.TypedDict) fails on Python 3.11 only.
+        if not (typing.is_typeddict(typ) and type(typ).__module__ == "typing"):
+            raise
+        return TypeAdapter(_typeddict_compat(typ)).json_schema()
+
+
 def _schemas(graph: Any) -> dict[str, Any]:
     def safe(fn: Any) -> Any:
         try:
@@ -142,16 +173,20 @@ def _schemas(graph: Any) -> dict[str, Any]:
         except Exception:  # some graphs have no schema for a slot; null says so
             return None
 
-    state = None
-    channels = getattr(getattr(graph, "builder", None), "state_schema", None)
-    if channels is not None:
-        from pydantic import TypeAdapter
+    builder = getattr(graph, "builder", None)
 
-        state = safe(lambda: TypeAdapter(channels).json_schema())
+    def io_schema(method: Any, attr: str) -> Any:
+        # The graph's own method first; if it fails, the builder's declared type (see _json_schema).
+        schema = safe(method)
+        if schema is None and getattr(builder, attr, None) is not None:
+            schema = safe(lambda: _json_schema(getattr(builder, attr)))
+        return schema
+
     return {
-        "input_schema": safe(graph.get_input_jsonschema),
-        "output_schema": safe(graph.get_output_jsonschema),
-        "state_schema": state,
+        "input_schema": io_schema(graph.get_input_jsonschema, "input_schema"),
+        "output_schema": io_schema(graph.get_output_jsonschema, "output_schema"),
+        "state_schema": (safe(lambda: _json_schema(builder.state_schema))
+                         if getattr(builder, "state_schema", None) is not None else None),
         "config_schema": safe(graph.get_config_jsonschema),
-        "context_schema": safe(graph.get_context_jsonschema),
+        "context_schema": io_schema(graph.get_context_jsonschema, "context_schema"),
     }

@@ -5,6 +5,8 @@ from __future__ import annotations
 import uuid
 from typing import TYPE_CHECKING, Any
 
+from langgraph.errors import InvalidUpdateError
+
 from skeino import serde
 from skeino.errors import BadRequest, Conflict, Invalid, NotFound, NotSupported
 from skeino.graphs import GraphRegistry
@@ -14,6 +16,11 @@ from skeino.storage.base import Record, Storage, now_iso
 
 if TYPE_CHECKING:
     from skeino.runtime.runs import RunService
+
+
+# What LangGraph raises for an update it cannot apply (unknown node, values of the wrong
+# shape): the client's mistake, not a server error.
+_UPDATE_ERRORS = (InvalidUpdateError, ValueError, KeyError, TypeError)
 
 
 def new_thread_record(thread_id: str, metadata: Record | None = None) -> Record:
@@ -73,7 +80,10 @@ class ThreadService:
             [StateUpdate(u.get("values"), u.get("as_node"), u.get("task_id")) for u in step.get("updates", [])]
             for step in supersteps
         ]
-        await graph.abulk_update_state(checkpoint_config(thread["thread_id"]), steps)
+        try:
+            await graph.abulk_update_state(checkpoint_config(thread["thread_id"]), steps)
+        except _UPDATE_ERRORS as exc:
+            raise BadRequest(f"cannot apply supersteps: {exc}") from None
         await self._refresh(thread["thread_id"], graph)
 
     async def get(self, thread_id: str) -> Record:
@@ -96,6 +106,20 @@ class ThreadService:
         await self._runs.cancel_thread_runs(thread_id, action="interrupt")
         await self._storage.thread_delete(thread_id)
         await self._storage.checkpoints_delete_thread(thread_id)
+
+    async def delete_for_assistant(self, assistant_id: str) -> int:
+        """Delete every thread an assistant ran on (its metadata names it), with runs and checkpoints."""
+        deleted = 0
+        while True:
+            batch = await self._storage.thread_search(
+                ids=None, metadata={"assistant_id": assistant_id}, values=None, status=None,
+                limit=100, offset=0, sort_by="created_at", sort_order="asc",
+            )
+            if not batch:
+                return deleted
+            for thread in batch:
+                await self.delete(thread["thread_id"])
+                deleted += 1
 
     async def search(self, body: dict[str, Any]) -> list[Record]:
         rows = await self._storage.thread_search(
@@ -148,12 +172,16 @@ class ThreadService:
                     checkpoint_id: str | None = None) -> Record:
         thread = await self.get(thread_id)
         graph = await self._thread_graph(thread)
+        wanted = checkpoint_id or (checkpoint or {}).get("checkpoint_id")
         if graph is None:
+            if wanted:
+                # No graph ever ran here, so no checkpoint can exist.
+                raise NotFound(f"Checkpoint {wanted} not found in thread {thread_id}")
             return empty_state(thread_id)
         config = checkpoint_config(thread_id, checkpoint, checkpoint_id)
         snapshot = await graph.aget_state(config, subgraphs=subgraphs)
         if (checkpoint or checkpoint_id) and snapshot.created_at is None:
-            raise NotFound(f"Checkpoint {checkpoint_id or checkpoint} not found in thread {thread_id}")
+            raise NotFound(f"Checkpoint {wanted or checkpoint} not found in thread {thread_id}")
         return snapshot_to_state(snapshot)
 
     async def update_state(self, thread_id: str, body: dict[str, Any]) -> Record:
@@ -162,9 +190,13 @@ class ThreadService:
         if graph is None:
             raise BadRequest(f"Thread {thread_id} has no graph yet: run an assistant on it before updating its state")
         config = checkpoint_config(thread_id, body.get("checkpoint"), body.get("checkpoint_id"))
+        wanted = config["configurable"].get("checkpoint_id")
         try:
+            if wanted and (await graph.aget_state(config)).created_at is None:
+                # LangGraph would silently start a fresh history from an unknown checkpoint id.
+                raise NotFound(f"Checkpoint {wanted} not found in thread {thread_id}")
             new_config = await graph.aupdate_state(config, body.get("values"), as_node=body.get("as_node"))
-        except (ValueError, KeyError) as exc:
+        except _UPDATE_ERRORS as exc:
             raise BadRequest(f"cannot update state: {exc}") from None
         await self._refresh(thread_id, graph)
         conf = new_config["configurable"]
