@@ -21,6 +21,13 @@ KNOWN_KEYS = {
 }
 
 
+# `http` keys skeino honours; any other is refused so no setting is silently dropped.
+HTTP_KEYS = {
+    "cors", "disable_assistants", "disable_threads", "disable_runs", "disable_store", "disable_meta",
+    "disable_ui", "disable_mcp", "disable_a2a", "disable_webhooks",
+}
+
+
 class ConfigError(Exception):
     """A configuration problem the user must fix; the message names the file and key."""
 
@@ -161,6 +168,14 @@ def load_config(path: str | os.PathLike[str], settings: Settings | None = None) 
     for key in ("store", "checkpointer", "auth", "http"):
         if key in raw and raw[key] is not None and not isinstance(raw[key], dict):
             raise ConfigError(f"{path}: '{key}' must be an object")
+    http = raw.get("http") or {}
+    unsupported_http = sorted(set(http) - HTTP_KEYS)
+    if unsupported_http:
+        raise ConfigError(f"{path}: 'http.{unsupported_http[0]}' is not supported by this skeino version")
+    if (raw.get("checkpointer") or {}).get("ttl"):
+        raise ConfigError(f"{path}: 'checkpointer.ttl' is not supported by this skeino version")
+    if (raw.get("store") or {}).get("index"):
+        raise ConfigError(f"{path}: 'store.index' (semantic search) is not supported by this skeino version")
     auth = raw.get("auth") or {}
     if auth.get("path"):
         # Custom auth is not implemented yet: refuse rather than serve unprotected routes.
@@ -175,6 +190,6 @@ def load_config(path: str | os.PathLike[str], settings: Settings | None = None) 
         store=raw.get("store") or {},
         checkpointer=raw.get("checkpointer") or {},
         auth=auth,
-        http=raw.get("http") or {},
+        http=http,
         settings=settings or Settings.from_env(),
     )

@@ -13,6 +13,12 @@ from pydantic import BaseModel, ConfigDict, Field
 StreamMode = Literal["values", "updates", "messages", "messages-tuple", "custom", "debug", "checkpoints", "tasks", "events"]
 MultitaskStrategy = Literal["reject", "enqueue", "interrupt", "rollback"]
 SortOrder = Literal["asc", "desc"]
+AssistantField = Literal["assistant_id", "graph_id", "config", "context", "metadata", "name", "description",
+                         "version", "created_at", "updated_at"]
+ThreadField = Literal["thread_id", "created_at", "updated_at", "state_updated_at", "metadata", "status", "config",
+                      "values", "interrupts", "error"]
+StateField = Literal["values", "next", "tasks", "metadata", "created_at", "checkpoint", "parent_checkpoint",
+                     "interrupts", "checkpoint_id", "parent_checkpoint_id"]
 Json = Union[dict[str, Any], list[Any], str, int, float, bool, None]
 
 
@@ -53,7 +59,7 @@ class AssistantSearch(Body):
     offset: int = Field(0, ge=0)
     sort_by: Literal["assistant_id", "graph_id", "name", "created_at", "updated_at"] | None = None
     sort_order: SortOrder | None = None
-    select: list[str] | None = None
+    select: list[AssistantField] | None = None
 
 
 class AssistantCount(Body):
@@ -95,7 +101,7 @@ class ThreadSearch(Body):
     offset: int = Field(0, ge=0)
     sort_by: Literal["thread_id", "status", "created_at", "updated_at", "state_updated_at"] | None = None
     sort_order: SortOrder | None = None
-    select: list[str] | None = None
+    select: list[ThreadField] | None = None
     extract: dict[str, str] | None = None
 
 
@@ -130,6 +136,7 @@ class StateUpdate(Body):
 class StateAtCheckpoint(Body):
     checkpoint: CheckpointRef
     subgraphs: bool = False
+    select: list[StateField] | None = None
 
 
 class HistoryQuery(Body):
@@ -137,6 +144,7 @@ class HistoryQuery(Body):
     before: str | CheckpointRef | None = None
     metadata: dict[str, Any] | None = None
     checkpoint: CheckpointRef | None = None
+    select: list[StateField] | None = None
 
 
 # runs -------------------------------------------------------------------------------

@@ -138,3 +138,20 @@ def test_unknown_keys_are_warned_about_not_fatal(tmp_path: Path, caplog: pytest.
 def test_load_config_raises_config_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="config file not found"):
         load_config(tmp_path / "nope.json")
+
+
+def test_unsupported_http_and_checkpointer_keys_are_refused(tmp_path) -> None:
+    """Options skeino cannot honour stop the start instead of being dropped."""
+    import json
+    import subprocess
+    import sys
+
+    for extra, named in (({"http": {"app": "./app.py:app"}}, "http.app"),
+                         ({"checkpointer": {"ttl": {"default_ttl": 5}}}, "checkpointer.ttl"),
+                         ({"store": {"index": {"dims": 3}}}, "store.index")):
+        config = tmp_path / "langgraph.json"
+        config.write_text(json.dumps({"graphs": {"g": "./g.py:graph"}, **extra}))
+        proc = subprocess.run([sys.executable, "-m", "skeino.cli", "serve", "--config", str(config)],
+                              capture_output=True, text=True, timeout=60)
+        assert proc.returncode == 2
+        assert named in proc.stderr and "Traceback" not in proc.stderr

@@ -10,6 +10,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, RedirectResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from skeino import __version__
 from skeino.api import assistants, meta, openai, runs, store, studio, threads
@@ -39,11 +40,36 @@ def _install_error_handlers(app: FastAPI) -> None:
     async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
         return JSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=getattr(exc, "headers", None))
 
-    @app.exception_handler(Exception)
-    async def unexpected(request: Request, exc: Exception) -> JSONResponse:
-        # Log the traceback here; the client gets no internals.
-        logger.exception("unhandled error on %s %s", request.method, request.url.path)
-        return JSONResponse({"detail": "Internal server error"}, status_code=500)
+
+class _CatchAll:
+    """Answer an unexpected error with a plain 500 and keep the connection usable.
+
+    Starlette's outermost handler re-raises after responding, which makes the server
+    drop the keep-alive connection; the next request on it would fail.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracking_send)
+        except Exception:
+            logger.exception("unhandled error on %s %s", scope.get("method"), scope.get("path"))
+            if started:
+                raise
+            await JSONResponse({"detail": "Internal server error"}, status_code=500)(scope, receive, send)
 
 
 def create_app(config: Config, registry: GraphRegistry | None = None) -> FastAPI:
@@ -62,8 +88,22 @@ def create_app(config: Config, registry: GraphRegistry | None = None) -> FastAPI
     app = FastAPI(title="skeino", version=__version__, lifespan=lifespan, default_response_class=JSON)
     app.state.runtime = rt
     _install_error_handlers(app)
+    app.add_middleware(_CatchAll)
+    http = config.http
+    if http.get("cors"):
+        from fastapi.middleware.cors import CORSMiddleware
+
+        app.add_middleware(CORSMiddleware, **http["cors"])
+    disabled = {
+        "disable_assistants": assistants.router, "disable_threads": threads.router,
+        "disable_runs": runs.router, "disable_store": store.router, "disable_meta": meta.router,
+    }
+    skip = {id(router) for key, router in disabled.items() if http.get(key)}
     for router in (meta.router, assistants.router, threads.router, runs.router, store.router, openai.router):
-        app.include_router(router)
+        if id(router) not in skip:
+            app.include_router(router)
+    if http.get("disable_ui"):
+        return app
     studio.mount(app)
     if studio.available():
         @app.get("/", include_in_schema=False)

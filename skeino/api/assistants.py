@@ -58,10 +58,9 @@ async def delete_assistant(assistant_id: str, delete_threads: bool = False, rt: 
 
 
 @router.get("/{assistant_id}/graph")
-async def assistant_graph(assistant_id: str, xray: str = Query("false"), rt: Runtime = Depends(runtime)) -> Any:
-    # xray is a bool or a depth; accept both spellings the clients use.
-    level: bool | int = xray.lower() in ("true", "1") if not xray.isdigit() or xray in ("0", "1") else int(xray)
-    return await rt.assistants.graph(assistant_id, level)
+async def assistant_graph(assistant_id: str, xray: bool | int = Query(False), rt: Runtime = Depends(runtime)) -> Any:
+    # xray is a bool (show subgraphs) or a depth.
+    return await rt.assistants.graph(assistant_id, xray)
 
 
 @router.get("/{assistant_id}/schemas")

@@ -10,10 +10,15 @@ from fastapi.responses import Response
 from skeino.api.deps import runtime
 from skeino.errors import NotSupported
 from skeino.runtime.core import Runtime
-from skeino.schemas import (HistoryQuery, StateAtCheckpoint, StateUpdate, ThreadCount, ThreadCreate, ThreadPatch,
-                            ThreadPrune, ThreadSearch)
+from skeino.schemas import (HistoryQuery, StateAtCheckpoint, StateField, StateUpdate, ThreadCount, ThreadCreate,
+                            ThreadPatch, ThreadPrune, ThreadSearch)
 
 router = APIRouter(prefix="/threads", tags=["threads"])
+
+
+def _project(state: dict[str, Any], select: list[Any] | None) -> dict[str, Any]:
+    """Only the ThreadState fields the client selected (all when none)."""
+    return {k: state.get(k) for k in select} if select else state
 
 
 @router.post("")
@@ -60,8 +65,9 @@ async def copy_thread(thread_id: str, rt: Runtime = Depends(runtime)) -> Any:
 
 
 @router.get("/{thread_id}/state")
-async def get_state(thread_id: str, subgraphs: bool = False, rt: Runtime = Depends(runtime)) -> Any:
-    return await rt.threads.state(thread_id, subgraphs=subgraphs)
+async def get_state(thread_id: str, subgraphs: bool = False, select: list[StateField] | None = Query(None),
+                    rt: Runtime = Depends(runtime)) -> Any:
+    return _project(await rt.threads.state(thread_id, subgraphs=subgraphs), select)
 
 
 @router.post("/{thread_id}/state")
@@ -74,14 +80,15 @@ async def update_state(thread_id: str, body: StateUpdate, rt: Runtime = Depends(
 
 @router.post("/{thread_id}/state/checkpoint")
 async def state_at_checkpoint_body(thread_id: str, body: StateAtCheckpoint, rt: Runtime = Depends(runtime)) -> Any:
-    return await rt.threads.state(thread_id, subgraphs=body.subgraphs,
-                                  checkpoint=body.checkpoint.model_dump(exclude_none=True))
+    state = await rt.threads.state(thread_id, subgraphs=body.subgraphs,
+                                   checkpoint=body.checkpoint.model_dump(exclude_none=True))
+    return _project(state, body.select)
 
 
 @router.get("/{thread_id}/state/{checkpoint_id}")
 async def state_at_checkpoint(thread_id: str, checkpoint_id: str, subgraphs: bool = False,
-                              rt: Runtime = Depends(runtime)) -> Any:
-    return await rt.threads.state(thread_id, subgraphs=subgraphs, checkpoint_id=checkpoint_id)
+                              select: list[StateField] | None = Query(None), rt: Runtime = Depends(runtime)) -> Any:
+    return _project(await rt.threads.state(thread_id, subgraphs=subgraphs, checkpoint_id=checkpoint_id), select)
 
 
 @router.get("/{thread_id}/history")
@@ -94,5 +101,6 @@ async def history(thread_id: str, limit: int = Query(10, ge=1, le=1000), before:
 async def history_post(thread_id: str, body: HistoryQuery, rt: Runtime = Depends(runtime)) -> Any:
     before = body.before.model_dump(exclude_none=True) if hasattr(body.before, "model_dump") else body.before
     checkpoint = body.checkpoint.model_dump(exclude_none=True) if body.checkpoint else None
-    return await rt.threads.history(thread_id, limit=body.limit, before=before, metadata=body.metadata,
-                                    checkpoint=checkpoint)
+    states = await rt.threads.history(thread_id, limit=body.limit, before=before, metadata=body.metadata,
+                                      checkpoint=checkpoint)
+    return [_project(s, body.select) for s in states]

@@ -77,8 +77,10 @@ class SqliteStorage:
         store_conn = await _connect(self.path)
         self._aux = [cp_conn, store_conn]
         self.checkpointer = AsyncSqliteSaver(cp_conn)
-        ttl = self._store_config.get("ttl") or None
-        self.store = AsyncSqliteStore(store_conn, ttl=ttl)
+        # Items PUT with a ttl must expire even when langgraph.json sets no store.ttl,
+        # so a sweeper always runs (every minute unless configured).
+        ttl = {"sweep_interval_minutes": 1, **(self._store_config.get("ttl") or {})}
+        self.store = AsyncSqliteStore(store_conn, ttl=ttl)  # type: ignore[arg-type]
         # One asyncio lock for every connection's writes: SQLite then never sees two
         # writers at once, so nobody sleeps in its busy handler (coarse 1-100 ms naps
         # that capped throughput under concurrent runs).
@@ -86,8 +88,11 @@ class SqliteStorage:
         self.store.lock = self._lock
         await self.checkpointer.setup()
         await self.store.setup()
+        await self.store.start_ttl_sweeper()
 
     async def close(self) -> None:
+        if getattr(self, "store", None) is not None:
+            await self.store.stop_ttl_sweeper(timeout=5)
         for conn in [*self._aux, self._conn]:
             if conn is not None:
                 try:
