@@ -24,14 +24,15 @@ def available() -> bool:
 
 
 class _StudioFiles(StaticFiles):
-    """Static files with caching suited to an SPA: the shell revalidates, assets are cached."""
+    """Static files that browsers revalidate (ETag) on every load.
+
+    Asset names carry no content hash, so a cached module could outlive an upgrade and
+    mix with a fresh index.html; a revalidation costs one 304.
+    """
 
     async def get_response(self, path: str, scope: Scope) -> Response:
         response = await super().get_response(path, scope)
-        if path in ("", ".", "index.html"):
-            response.headers["Cache-Control"] = "no-cache"
-        else:
-            response.headers.setdefault("Cache-Control", "public, max-age=3600")
+        response.headers["Cache-Control"] = "no-cache"
         return response
 
 
