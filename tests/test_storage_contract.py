@@ -587,9 +587,9 @@ async def test_sqlite_migrations_are_versioned(tmp_path: Path) -> None:
     store = SqliteStorage(path)
     await store.open()
     try:
-        conn = store.conn  # type: ignore[attr-defined]
-        assert await migrate(conn) == len(MIGRATIONS)
-        async with conn.execute("SELECT v FROM skeino_migrations ORDER BY v") as cur:
-            assert [row[0] for row in await cur.fetchall()] == list(range(1, len(MIGRATIONS) + 1))
+        db = store._db  # type: ignore[attr-defined]
+        assert await db.run(migrate, db.conn) == len(MIGRATIONS)
+        rows = await db.run(lambda: db.conn.execute("SELECT v FROM skeino_migrations ORDER BY v").fetchall())
+        assert [row[0] for row in rows] == list(range(1, len(MIGRATIONS) + 1))
     finally:
         await store.close()

@@ -1,18 +1,29 @@
-"""SQLite backend: skeino's tables on aiosqlite, LangGraph's saver and store on the same file."""
+"""SQLite backend: skeino's tables and LangGraph's checkpoints on one connection, one thread.
+
+Every storage call runs whole on a single worker thread that owns the connection: a
+transaction (BEGIN ... COMMIT) costs one hop from the event loop instead of one per
+statement, and writers never contend inside SQLite (whose busy handler naps 1-100 ms).
+LangGraph's store keeps its own aiosqlite connection: it is used rarely.
+"""
 
 from __future__ import annotations
 
 import asyncio
-from contextlib import asynccontextmanager
+import functools
+import sqlite3
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, AsyncIterator, Sequence
+from typing import Any, AsyncIterator, Callable, Iterator, Sequence, TypeVar
 
 import aiosqlite
 import orjson
-from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
+from langchain_core.runnables import RunnableConfig
+from langgraph.checkpoint.base import BaseCheckpointSaver, ChannelVersions, Checkpoint, CheckpointMetadata, CheckpointTuple
+from langgraph.checkpoint.sqlite import SqliteSaver
 from langgraph.store.sqlite.aio import AsyncSqliteStore
 
-from skeino.storage.base import RUN_INFLIGHT, Record, SortOrder, json_contains, now_iso
+from skeino.storage.base import Record, SortOrder, json_contains, now_iso
 from skeino.storage.sqlite.migrations import migrate
 
 _ASSISTANT_COLS = ("assistant_id", "graph_id", "config", "context", "metadata", "name", "description", "version", "created_at", "updated_at")
@@ -22,6 +33,8 @@ _JSON_COLS = {"config", "context", "metadata", "values", "interrupts", "error", 
 
 _ASSISTANT_SORT = {"assistant_id", "graph_id", "name", "created_at", "updated_at"}
 _THREAD_SORT = {"thread_id", "status", "created_at", "updated_at", "state_updated_at"}
+
+T = TypeVar("T")
 
 
 def _enc(value: Any) -> str | None:
@@ -44,14 +57,105 @@ def _q(col: str) -> str:
     return f'"{col}"'
 
 
-async def _connect(path: str) -> aiosqlite.Connection:
-    conn = await aiosqlite.connect(path, isolation_level=None)
+_PRAGMAS = (
     # WAL lets readers proceed while a run writes; NORMAL sync is durable across process
     # crashes (only an OS crash can lose the newest commits).
-    await conn.execute("PRAGMA journal_mode=WAL")
-    await conn.execute("PRAGMA synchronous=NORMAL")
-    await conn.execute("PRAGMA busy_timeout=10000")
-    return conn
+    "PRAGMA journal_mode=WAL",
+    "PRAGMA synchronous=NORMAL",
+    "PRAGMA busy_timeout=10000",
+)
+
+
+class StorageThread:
+    """One sqlite3 connection and the only thread that ever touches it."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="skeino-sqlite")
+        self.conn: sqlite3.Connection | None = None
+
+    async def run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, functools.partial(fn, *args, **kwargs))
+
+    async def open(self) -> sqlite3.Connection:
+        def connect() -> sqlite3.Connection:
+            conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+            for pragma in _PRAGMAS:
+                conn.execute(pragma)
+            conn.create_function("json_contains", 2, _sql_contains, deterministic=True)
+            return conn
+
+        self.conn = await self.run(connect)
+        return self.conn
+
+    async def close(self) -> None:
+        if self.conn is not None:
+            await self.run(self.conn.close)
+            self.conn = None
+        self._executor.shutdown(wait=True)
+
+
+def _threaded(fn: Callable[..., T]) -> Callable[..., Any]:
+    """Make a storage method async: its whole body runs in one hop on the storage thread."""
+
+    @functools.wraps(fn)
+    async def call(self: "SqliteStorage", *args: Any, **kwargs: Any) -> T:
+        return await self._db.run(fn, self, *args, **kwargs)
+
+    return call
+
+
+class ThreadedSqliteSaver(BaseCheckpointSaver[str]):
+    """LangGraph's SqliteSaver driven from async code, one hop per operation."""
+
+    def __init__(self, db: StorageThread, saver: SqliteSaver) -> None:
+        super().__init__(serde=saver.serde)
+        self._db = db
+        self._saver = saver
+
+    def get_next_version(self, current: str | None, channel: None) -> str:
+        return self._saver.get_next_version(current, channel)
+
+    async def aget_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
+        return await self._db.run(self._saver.get_tuple, config)
+
+    async def alist(self, config: RunnableConfig | None, *, filter: dict[str, Any] | None = None,
+                    before: RunnableConfig | None = None, limit: int | None = None) -> AsyncIterator[CheckpointTuple]:
+        items = await self._db.run(lambda: list(self._saver.list(config, filter=filter, before=before, limit=limit)))
+        for item in items:
+            yield item
+
+    async def aput(self, config: RunnableConfig, checkpoint: Checkpoint, metadata: CheckpointMetadata,
+                   new_versions: ChannelVersions) -> RunnableConfig:
+        return await self._db.run(self._saver.put, config, checkpoint, metadata, new_versions)
+
+    async def aput_writes(self, config: RunnableConfig, writes: Sequence[tuple[str, Any]], task_id: str,
+                          task_path: str = "") -> None:
+        await self._db.run(self._saver.put_writes, config, writes, task_id, task_path)
+
+    async def adelete_thread(self, thread_id: str) -> None:
+        await self._db.run(self._saver.delete_thread, thread_id)
+
+    async def aget_delta_channel_history(self, *, config: RunnableConfig, channels: Any) -> Any:
+        return await self._db.run(self._saver.get_delta_channel_history, config=config, channels=channels)
+
+    # Sync access (e.g. graph.get_state from a worker thread) goes through the same thread.
+    def get_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
+        return self._db._executor.submit(self._saver.get_tuple, config).result()
+
+    def list(self, config: RunnableConfig | None, *, filter: dict[str, Any] | None = None,
+             before: RunnableConfig | None = None, limit: int | None = None) -> Iterator[CheckpointTuple]:
+        yield from self._db._executor.submit(
+            lambda: list(self._saver.list(config, filter=filter, before=before, limit=limit))).result()
+
+    def put(self, config: RunnableConfig, checkpoint: Checkpoint, metadata: CheckpointMetadata,
+            new_versions: ChannelVersions) -> RunnableConfig:
+        return self._db._executor.submit(self._saver.put, config, checkpoint, metadata, new_versions).result()
+
+    def put_writes(self, config: RunnableConfig, writes: Sequence[tuple[str, Any]], task_id: str,
+                   task_path: str = "") -> None:
+        self._db._executor.submit(self._saver.put_writes, config, writes, task_id, task_path).result()
 
 
 class SqliteStorage:
@@ -60,124 +164,117 @@ class SqliteStorage:
     def __init__(self, path: str | Path, *, store_config: dict[str, Any] | None = None) -> None:
         self.path = str(path)
         self._store_config = store_config or {}
-        self._conn: aiosqlite.Connection | None = None
-        self._lock = asyncio.Lock()
-        self._aux: list[aiosqlite.Connection] = []
-        self.checkpointer: AsyncSqliteSaver
+        self._db = StorageThread(self.path)
+        self._store_conn: aiosqlite.Connection | None = None
+        self._saver: SqliteSaver
+        self.checkpointer: ThreadedSqliteSaver
         self.store: AsyncSqliteStore
 
     # lifecycle ----------------------------------------------------------------
     async def open(self) -> None:
         if self.path != ":memory:":
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-        self._conn = await _connect(self.path)
-        await self._conn.create_function("json_contains", 2, _sql_contains, deterministic=True)
-        await migrate(self._conn)
-        cp_conn = await _connect(self.path)
-        store_conn = await _connect(self.path)
-        self._aux = [cp_conn, store_conn]
-        self.checkpointer = AsyncSqliteSaver(cp_conn)
+        conn = await self._db.open()
+        await self._db.run(migrate, conn)
+        self._saver = SqliteSaver(conn)
+        await self._db.run(self._saver.setup)
+        self.checkpointer = ThreadedSqliteSaver(self._db, self._saver)
+        self._store_conn = await aiosqlite.connect(self.path, isolation_level=None)
+        for pragma in _PRAGMAS:
+            await self._store_conn.execute(pragma)
         # Items PUT with a ttl must expire even when langgraph.json sets no store.ttl,
         # so a sweeper always runs (every minute unless configured).
         ttl = {"sweep_interval_minutes": 1, **(self._store_config.get("ttl") or {})}
-        self.store = AsyncSqliteStore(store_conn, ttl=ttl)  # type: ignore[arg-type]
-        # One asyncio lock for every connection's writes: SQLite then never sees two
-        # writers at once, so nobody sleeps in its busy handler (coarse 1-100 ms naps
-        # that capped throughput under concurrent runs).
-        self.checkpointer.lock = self._lock
-        self.store.lock = self._lock
-        await self.checkpointer.setup()
+        self.store = AsyncSqliteStore(self._store_conn, ttl=ttl)  # type: ignore[arg-type]
         await self.store.setup()
         await self.store.start_ttl_sweeper()
 
     async def close(self) -> None:
         if getattr(self, "store", None) is not None:
             await self.store.stop_ttl_sweeper(timeout=5)
-        for conn in [*self._aux, self._conn]:
-            if conn is not None:
-                try:
-                    await conn.close()
-                except Exception:  # closing is best-effort at shutdown
-                    pass
-        self._aux = []
-        self._conn = None
+        if self._store_conn is not None:
+            try:
+                await self._store_conn.close()
+            except Exception:  # closing is best-effort at shutdown
+                pass
+            self._store_conn = None
+        await self._db.close()
 
     @property
-    def conn(self) -> aiosqlite.Connection:
-        assert self._conn is not None, "storage is not open"
-        return self._conn
+    def conn(self) -> sqlite3.Connection:
+        assert self._db.conn is not None, "storage is not open"
+        return self._db.conn
 
-    @asynccontextmanager
-    async def _tx(self) -> AsyncIterator[aiosqlite.Connection]:
-        # One writer transaction at a time on this connection; BEGIN IMMEDIATE takes the
-        # file's write lock up front so check-then-insert sequences are atomic.
-        async with self._lock:
-            await self.conn.execute("BEGIN IMMEDIATE")
-            try:
-                yield self.conn
-            except BaseException:
-                await self.conn.execute("ROLLBACK")
-                raise
-            else:
-                await self.conn.execute("COMMIT")
+    @contextmanager
+    def _tx(self) -> Iterator[sqlite3.Connection]:
+        # BEGIN IMMEDIATE takes the file's write lock up front so check-then-write
+        # sequences are atomic (the store's connection is the only other writer).
+        self.conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield self.conn
+        except BaseException:
+            self.conn.execute("ROLLBACK")
+            raise
+        else:
+            self.conn.execute("COMMIT")
 
-    # Reads run and finish in one call on the connection's thread, so no statement is
-    # left open between awaits: an open statement would pin an old snapshot and make a
-    # transaction started meanwhile on this connection fail with "database is locked".
-    async def _one(self, sql: str, params: Sequence[Any] = ()) -> Any:
-        rows = await self.conn.execute_fetchall(sql, params)
-        return rows[0] if rows else None
+    def _one(self, sql: str, params: Sequence[Any] = ()) -> Any:
+        return self.conn.execute(sql, params).fetchone()
 
-    async def _all(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
-        return list(await self.conn.execute_fetchall(sql, params))
+    def _all(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
+        return self.conn.execute(sql, params).fetchall()
 
     # assistants ---------------------------------------------------------------
-    async def assistant_create(self, record: Record) -> Record | None:
+    @_threaded
+    def assistant_create(self, record: Record) -> Record | None:
         rec = {**record, "version": 1}
-        async with self._tx() as conn:
-            if await self._one("SELECT 1 FROM assistants WHERE assistant_id = ?", (rec["assistant_id"],)):
+        with self._tx() as conn:
+            if self._one("SELECT 1 FROM assistants WHERE assistant_id = ?", (rec["assistant_id"],)):
                 return None
-            await conn.execute(
+            conn.execute(
                 f"INSERT INTO assistants ({', '.join(_ASSISTANT_COLS)}) VALUES ({', '.join('?' * len(_ASSISTANT_COLS))})",
                 [(_enc(rec[c]) if c in _JSON_COLS else rec[c]) for c in _ASSISTANT_COLS],
             )
-            await self._insert_version(conn, rec)
+            self._insert_version(conn, rec)
         return rec
 
-    async def _insert_version(self, conn: aiosqlite.Connection, rec: Record) -> None:
-        await conn.execute(
+    def _insert_version(self, conn: sqlite3.Connection, rec: Record) -> None:
+        conn.execute(
             "INSERT INTO assistant_versions (assistant_id, version, graph_id, config, context, metadata, name, description, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (rec["assistant_id"], rec["version"], rec["graph_id"], _enc(rec["config"]), _enc(rec["context"]),
              _enc(rec["metadata"]), rec["name"], rec["description"], rec["updated_at"]),
         )
 
-    async def assistant_get(self, assistant_id: str) -> Record | None:
-        row = await self._one(f"SELECT {', '.join(_ASSISTANT_COLS)} FROM assistants WHERE assistant_id = ?", (assistant_id,))
+    @_threaded
+    def assistant_get(self, assistant_id: str) -> Record | None:
+        row = self._one(f"SELECT {', '.join(_ASSISTANT_COLS)} FROM assistants WHERE assistant_id = ?", (assistant_id,))
         return _row(_ASSISTANT_COLS, row) if row else None
 
-    async def assistant_update(self, assistant_id: str, changes: Record) -> Record | None:
-        async with self._tx() as conn:
-            row = await self._one(f"SELECT {', '.join(_ASSISTANT_COLS)} FROM assistants WHERE assistant_id = ?", (assistant_id,))
+    @_threaded
+    def assistant_update(self, assistant_id: str, changes: Record) -> Record | None:
+        with self._tx() as conn:
+            row = self._one(f"SELECT {', '.join(_ASSISTANT_COLS)} FROM assistants WHERE assistant_id = ?", (assistant_id,))
             if not row:
                 return None
             current = _row(_ASSISTANT_COLS, row)
-            max_version = (await self._one("SELECT MAX(version) FROM assistant_versions WHERE assistant_id = ?", (assistant_id,)))[0] or current["version"]
+            max_version = (self._one("SELECT MAX(version) FROM assistant_versions WHERE assistant_id = ?", (assistant_id,)))[0] or current["version"]
             rec = {**current, **changes, "version": max_version + 1, "updated_at": now_iso()}
-            await self._write_assistant(conn, rec)
-            await self._insert_version(conn, rec)
+            self._write_assistant(conn, rec)
+            self._insert_version(conn, rec)
         return rec
 
-    async def _write_assistant(self, conn: aiosqlite.Connection, rec: Record) -> None:
-        await conn.execute(
+    def _write_assistant(self, conn: sqlite3.Connection, rec: Record) -> None:
+        conn.execute(
             "UPDATE assistants SET graph_id=?, config=?, context=?, metadata=?, name=?, description=?, version=?, updated_at=? WHERE assistant_id=?",
             (rec["graph_id"], _enc(rec["config"]), _enc(rec["context"]), _enc(rec["metadata"]), rec["name"],
              rec["description"], rec["version"], rec["updated_at"], rec["assistant_id"]),
         )
 
-    async def assistant_delete(self, assistant_id: str) -> bool:
-        async with self._tx() as conn:
-            cur = await conn.execute("DELETE FROM assistants WHERE assistant_id = ?", (assistant_id,))
-            await conn.execute("DELETE FROM assistant_versions WHERE assistant_id = ?", (assistant_id,))
+    @_threaded
+    def assistant_delete(self, assistant_id: str) -> bool:
+        with self._tx() as conn:
+            cur = conn.execute("DELETE FROM assistants WHERE assistant_id = ?", (assistant_id,))
+            conn.execute("DELETE FROM assistant_versions WHERE assistant_id = ?", (assistant_id,))
             return cur.rowcount > 0
 
     @staticmethod
@@ -194,66 +291,73 @@ class SqliteStorage:
             params.append(_enc(metadata))
         return (" WHERE " + " AND ".join(where)) if where else "", params
 
-    async def assistant_search(self, *, graph_id: str | None, name: str | None, metadata: Record | None,
-                               limit: int, offset: int, sort_by: str, sort_order: SortOrder) -> list[Record]:
+    @_threaded
+    def assistant_search(self, *, graph_id: str | None, name: str | None, metadata: Record | None,
+                         limit: int, offset: int, sort_by: str, sort_order: SortOrder) -> list[Record]:
         where, params = self._assistant_where(graph_id, name, metadata)
         sort_by = sort_by if sort_by in _ASSISTANT_SORT else "created_at"
         order = "ASC" if sort_order == "asc" else "DESC"
-        rows = await self._all(
+        rows = self._all(
             f"SELECT {', '.join(_ASSISTANT_COLS)} FROM assistants{where} ORDER BY {sort_by} {order}, rowid {order} LIMIT ? OFFSET ?",
             [*params, limit, offset],
         )
         return [_row(_ASSISTANT_COLS, r) for r in rows]
 
-    async def assistant_count(self, *, graph_id: str | None, name: str | None, metadata: Record | None) -> int:
+    @_threaded
+    def assistant_count(self, *, graph_id: str | None, name: str | None, metadata: Record | None) -> int:
         where, params = self._assistant_where(graph_id, name, metadata)
-        return (await self._one(f"SELECT COUNT(*) FROM assistants{where}", params))[0]
+        return (self._one(f"SELECT COUNT(*) FROM assistants{where}", params))[0]
 
-    async def assistant_versions(self, assistant_id: str, *, metadata: Record | None, limit: int, offset: int) -> list[Record]:
+    @_threaded
+    def assistant_versions(self, assistant_id: str, *, metadata: Record | None, limit: int, offset: int) -> list[Record]:
         cols = ("assistant_id", "version", "graph_id", "config", "context", "metadata", "name", "description", "created_at")
         where, params = "assistant_id = ?", [assistant_id]
         if metadata:
             where += " AND json_contains(metadata, ?)"
             params.append(_enc(metadata))
-        rows = await self._all(
+        rows = self._all(
             f"SELECT {', '.join(cols)} FROM assistant_versions WHERE {where} ORDER BY version DESC LIMIT ? OFFSET ?",
             [*params, limit, offset],
         )
         return [_row(cols, r) for r in rows]
 
-    async def assistant_set_latest(self, assistant_id: str, version: int) -> Record | None:
+    @_threaded
+    def assistant_set_latest(self, assistant_id: str, version: int) -> Record | None:
         cols = ("graph_id", "config", "context", "metadata", "name", "description")
-        async with self._tx() as conn:
-            row = await self._one(
+        with self._tx() as conn:
+            row = self._one(
                 f"SELECT {', '.join(cols)} FROM assistant_versions WHERE assistant_id = ? AND version = ?", (assistant_id, version)
             )
             if not row:
                 return None
-            cur_row = await self._one(f"SELECT {', '.join(_ASSISTANT_COLS)} FROM assistants WHERE assistant_id = ?", (assistant_id,))
+            cur_row = self._one(f"SELECT {', '.join(_ASSISTANT_COLS)} FROM assistants WHERE assistant_id = ?", (assistant_id,))
             if not cur_row:
                 return None
             rec = {**_row(_ASSISTANT_COLS, cur_row), **_row(cols, row), "version": version, "updated_at": now_iso()}
-            await self._write_assistant(conn, rec)
+            self._write_assistant(conn, rec)
         return rec
 
     # threads --------------------------------------------------------------------
-    async def thread_create(self, record: Record) -> Record | None:
-        async with self._tx() as conn:
-            if await self._one("SELECT 1 FROM threads WHERE thread_id = ?", (record["thread_id"],)):
+    @_threaded
+    def thread_create(self, record: Record) -> Record | None:
+        with self._tx() as conn:
+            if self._one("SELECT 1 FROM threads WHERE thread_id = ?", (record["thread_id"],)):
                 return None
-            await conn.execute(
+            conn.execute(
                 f"INSERT INTO threads ({', '.join(map(_q, _THREAD_COLS))}) VALUES ({', '.join('?' * len(_THREAD_COLS))})",
                 [(_enc(record.get(c)) if c in _JSON_COLS else record.get(c)) for c in _THREAD_COLS],
             )
         return record
 
-    async def thread_get(self, thread_id: str) -> Record | None:
-        row = await self._one(f"SELECT {', '.join(map(_q, _THREAD_COLS))} FROM threads WHERE thread_id = ?", (thread_id,))
+    @_threaded
+    def thread_get(self, thread_id: str) -> Record | None:
+        row = self._one(f"SELECT {', '.join(map(_q, _THREAD_COLS))} FROM threads WHERE thread_id = ?", (thread_id,))
         return _row(_THREAD_COLS, row) if row else None
 
-    async def thread_update(self, thread_id: str, changes: Record, *, merge_metadata: Record | None = None) -> Record | None:
-        async with self._tx() as conn:
-            row = await self._one(f"SELECT {', '.join(map(_q, _THREAD_COLS))} FROM threads WHERE thread_id = ?", (thread_id,))
+    @_threaded
+    def thread_update(self, thread_id: str, changes: Record, *, merge_metadata: Record | None = None) -> Record | None:
+        with self._tx() as conn:
+            row = self._one(f"SELECT {', '.join(map(_q, _THREAD_COLS))} FROM threads WHERE thread_id = ?", (thread_id,))
             if not row:
                 return None
             rec = _row(_THREAD_COLS, row)
@@ -264,24 +368,25 @@ class SqliteStorage:
             if "updated_at" not in changes:
                 rec["updated_at"] = now_iso()
             cols = [c for c in _THREAD_COLS if c != "thread_id"]
-            await conn.execute(
+            conn.execute(
                 f"UPDATE threads SET {', '.join(f'{_q(c)} = ?' for c in cols)} WHERE thread_id = ?",
                 [*((_enc(rec[c]) if c in _JSON_COLS else rec[c]) for c in cols), thread_id],
             )
         return rec
 
-    async def thread_delete(self, thread_id: str) -> bool:
-        async with self._tx() as conn:
-            cur = await conn.execute("DELETE FROM threads WHERE thread_id = ?", (thread_id,))
-            await conn.execute(
+    @_threaded
+    def thread_delete(self, thread_id: str) -> bool:
+        with self._tx() as conn:
+            cur = conn.execute("DELETE FROM threads WHERE thread_id = ?", (thread_id,))
+            conn.execute(
                 "DELETE FROM stream_events WHERE run_id IN (SELECT run_id FROM runs WHERE thread_id = ?)", (thread_id,)
             )
-            await conn.execute("DELETE FROM runs WHERE thread_id = ?", (thread_id,))
+            conn.execute("DELETE FROM runs WHERE thread_id = ?", (thread_id,))
             return cur.rowcount > 0
 
     @staticmethod
     def _thread_where(ids: Sequence[str] | None, metadata: Record | None, values: Record | None,
-                      status: str | None) -> tuple[str, list[Any]]:
+                status: str | None) -> tuple[str, list[Any]]:
         where, params = [], []
         if ids:
             where.append(f"thread_id IN ({', '.join('?' * len(ids))})")
@@ -297,209 +402,229 @@ class SqliteStorage:
             params.append(status)
         return (" WHERE " + " AND ".join(where)) if where else "", params
 
-    async def thread_search(self, *, ids: Sequence[str] | None, metadata: Record | None, values: Record | None,
-                            status: str | None, limit: int, offset: int, sort_by: str, sort_order: SortOrder) -> list[Record]:
+    @_threaded
+    def thread_search(self, *, ids: Sequence[str] | None, metadata: Record | None, values: Record | None,
+                      status: str | None, limit: int, offset: int, sort_by: str, sort_order: SortOrder) -> list[Record]:
         where, params = self._thread_where(ids, metadata, values, status)
         sort_by = sort_by if sort_by in _THREAD_SORT else "created_at"
         order = "ASC" if sort_order == "asc" else "DESC"
-        rows = await self._all(
+        rows = self._all(
             f"SELECT {', '.join(map(_q, _THREAD_COLS))} FROM threads{where} ORDER BY {sort_by} {order}, rowid {order} LIMIT ? OFFSET ?",
             [*params, limit, offset],
         )
         return [_row(_THREAD_COLS, r) for r in rows]
 
-    async def thread_count(self, *, ids: Sequence[str] | None, metadata: Record | None, values: Record | None,
-                           status: str | None) -> int:
+    @_threaded
+    def thread_count(self, *, ids: Sequence[str] | None, metadata: Record | None, values: Record | None,
+                     status: str | None) -> int:
         where, params = self._thread_where(ids, metadata, values, status)
-        return (await self._one(f"SELECT COUNT(*) FROM threads{where}", params))[0]
+        return (self._one(f"SELECT COUNT(*) FROM threads{where}", params))[0]
 
     # runs -------------------------------------------------------------------------
-    async def run_create(self, record: Record, *, reject_if_busy: bool) -> Record | None:
-        async with self._tx() as conn:
+    @_threaded
+    def run_create(self, record: Record, *, reject_if_busy: bool) -> Record | None:
+        with self._tx() as conn:
             if reject_if_busy:
-                if await self._one(
+                if self._one(
                     "SELECT 1 FROM runs WHERE thread_id = ? AND status IN ('pending', 'running') LIMIT 1",
                     (record["thread_id"],),
                 ):
-                        return None
-            await conn.execute(
+                    return None
+            conn.execute(
                 f"INSERT INTO runs ({', '.join(_RUN_COLS)}) VALUES ({', '.join('?' * len(_RUN_COLS))})",
                 [(_enc(record.get(c)) if c in _JSON_COLS else record.get(c)) for c in _RUN_COLS],
             )
-            await conn.execute(
+            conn.execute(
                 "UPDATE threads SET status = 'busy', updated_at = ? WHERE thread_id = ?",
                 (record["created_at"], record["thread_id"]),
             )
         return record
 
-    async def run_transition(self, run_id: str, from_status: str, to_status: str) -> bool:
-        async with self._lock:
-            cur = await self.conn.execute(
-                "UPDATE runs SET status = ?, updated_at = ? WHERE run_id = ? AND status = ?",
-                (to_status, now_iso(), run_id, from_status),
-            )
-            return cur.rowcount > 0
+    @_threaded
+    def run_transition(self, run_id: str, from_status: str, to_status: str) -> bool:
+        cur = self.conn.execute(
+            "UPDATE runs SET status = ?, updated_at = ? WHERE run_id = ? AND status = ?",
+            (to_status, now_iso(), run_id, from_status),
+        )
+        return cur.rowcount > 0
 
-    async def run_start(self, run_id: str, thread_id: str, thread_metadata: Record) -> bool:
+    @_threaded
+    def run_start(self, run_id: str, thread_id: str, thread_metadata: Record) -> bool:
         now = now_iso()
-        async with self._tx() as conn:
-            cur = await conn.execute(
+        with self._tx() as conn:
+            cur = conn.execute(
                 "UPDATE runs SET status = 'running', updated_at = ? WHERE run_id = ? AND status = 'pending'", (now, run_id)
             )
             if cur.rowcount == 0:
                 return False
             # The thread belongs to the graph that runs on it now (state is read through it).
-            await conn.execute(
+            conn.execute(
                 "UPDATE threads SET metadata = json_patch(metadata, ?), updated_at = ? WHERE thread_id = ?",
                 (_enc(thread_metadata), now, thread_id),
             )
             return True
 
-    async def run_finish(self, run_id: str, thread_id: str, status: str, thread_changes: Record) -> None:
+    @_threaded
+    def run_finish(self, run_id: str, thread_id: str, status: str, thread_changes: Record) -> None:
         now = now_iso()
-        async with self._tx() as conn:
-            await conn.execute("UPDATE runs SET status = ?, updated_at = ? WHERE run_id = ?", (status, now, run_id))
-            busy = await self._one(
+        with self._tx() as conn:
+            conn.execute("UPDATE runs SET status = ?, updated_at = ? WHERE run_id = ?", (status, now, run_id))
+            busy = self._one(
                 "SELECT 1 FROM runs WHERE thread_id = ? AND status IN ('pending', 'running') LIMIT 1", (thread_id,)
             ) is not None
             changes = {**thread_changes, "updated_at": now}
             if busy:
                 changes["status"] = "busy"
             cols = list(changes)
-            await conn.execute(
+            conn.execute(
                 f"UPDATE threads SET {', '.join(f'{_q(c)} = ?' for c in cols)} WHERE thread_id = ?",
                 [*((_enc(changes[c]) if c in _JSON_COLS else changes[c]) for c in cols), thread_id],
             )
 
-    async def run_get(self, run_id: str, thread_id: str | None = None) -> Record | None:
+    @_threaded
+    def run_get(self, run_id: str, thread_id: str | None = None) -> Record | None:
+        return self._run_get(run_id, thread_id)
+
+    def _run_get(self, run_id: str, thread_id: str | None = None) -> Record | None:
         sql = f"SELECT {', '.join(_RUN_COLS)} FROM runs WHERE run_id = ?"
         params: list[Any] = [run_id]
         if thread_id is not None:
             sql += " AND thread_id = ?"
             params.append(thread_id)
-        row = await self._one(sql, params)
+        row = self._one(sql, params)
         return _row(_RUN_COLS, row) if row else None
 
-    async def run_list(self, thread_id: str, *, limit: int, offset: int, status: str | None) -> list[Record]:
+    @_threaded
+    def run_list(self, thread_id: str, *, limit: int, offset: int, status: str | None) -> list[Record]:
         sql = f"SELECT {', '.join(_RUN_COLS)} FROM runs WHERE thread_id = ?"
         params: list[Any] = [thread_id]
         if status:
             sql += " AND status = ?"
             params.append(status)
-        rows = await self._all(sql + " ORDER BY seq DESC LIMIT ? OFFSET ?", [*params, limit, offset])
+        rows = self._all(sql + " ORDER BY seq DESC LIMIT ? OFFSET ?", [*params, limit, offset])
         return [_row(_RUN_COLS, r) for r in rows]
 
-    async def run_update(self, run_id: str, changes: Record) -> Record | None:
+    @_threaded
+    def run_update(self, run_id: str, changes: Record) -> Record | None:
         changes = {**changes, "updated_at": changes.get("updated_at") or now_iso()}
         cols = list(changes)
-        async with self._lock:
-            cur = await self.conn.execute(
-                f"UPDATE runs SET {', '.join(f'{c} = ?' for c in cols)} WHERE run_id = ?",
-                [*((_enc(changes[c]) if c in _JSON_COLS else changes[c]) for c in cols), run_id],
-            )
-            if cur.rowcount == 0:
-                return None
-        return await self.run_get(run_id)
+        cur = self.conn.execute(
+            f"UPDATE runs SET {', '.join(f'{c} = ?' for c in cols)} WHERE run_id = ?",
+            [*((_enc(changes[c]) if c in _JSON_COLS else changes[c]) for c in cols), run_id],
+        )
+        if cur.rowcount == 0:
+            return None
+        return self._run_get(run_id)
 
-    async def run_delete(self, run_id: str) -> bool:
-        async with self._tx() as conn:
-            cur = await conn.execute("DELETE FROM runs WHERE run_id = ?", (run_id,))
-            await conn.execute("DELETE FROM stream_events WHERE run_id = ?", (run_id,))
+    @_threaded
+    def run_delete(self, run_id: str) -> bool:
+        with self._tx() as conn:
+            cur = conn.execute("DELETE FROM runs WHERE run_id = ?", (run_id,))
+            conn.execute("DELETE FROM stream_events WHERE run_id = ?", (run_id,))
             return cur.rowcount > 0
 
-    async def runs_inflight(self, thread_id: str) -> list[Record]:
-        rows = await self._all(
+    @_threaded
+    def runs_inflight(self, thread_id: str) -> list[Record]:
+        rows = self._all(
             f"SELECT {', '.join(_RUN_COLS)} FROM runs WHERE thread_id = ? AND status IN ('pending', 'running') ORDER BY seq",
             (thread_id,),
         )
         return [_row(_RUN_COLS, r) for r in rows]
 
-    async def run_next_pending(self, thread_id: str) -> Record | None:
-        row = await self._one(
+    @_threaded
+    def run_next_pending(self, thread_id: str) -> Record | None:
+        row = self._one(
             f"SELECT {', '.join(_RUN_COLS)} FROM runs WHERE thread_id = ? AND status = 'pending' ORDER BY seq LIMIT 1",
             (thread_id,),
         )
         return _row(_RUN_COLS, row) if row else None
 
-    async def runs_with_status(self, statuses: Sequence[str]) -> list[Record]:
-        rows = await self._all(
+    @_threaded
+    def runs_with_status(self, statuses: Sequence[str]) -> list[Record]:
+        rows = self._all(
             f"SELECT {', '.join(_RUN_COLS)} FROM runs WHERE status IN ({', '.join('?' * len(statuses))}) ORDER BY seq",
             list(statuses),
         )
         return [_row(_RUN_COLS, r) for r in rows]
 
-    async def runs_by_ids(self, run_ids: Sequence[str]) -> list[Record]:
+    @_threaded
+    def runs_by_ids(self, run_ids: Sequence[str]) -> list[Record]:
         if not run_ids:
             return []
-        rows = await self._all(
+        rows = self._all(
             f"SELECT {', '.join(_RUN_COLS)} FROM runs WHERE run_id IN ({', '.join('?' * len(run_ids))}) ORDER BY seq",
             list(run_ids),
         )
         return [_row(_RUN_COLS, r) for r in rows]
 
     # stream logs --------------------------------------------------------------------
-    async def stream_append(self, run_id: str, events: Sequence[tuple[int, str, bytes]]) -> None:
+    @_threaded
+    def stream_append(self, run_id: str, events: Sequence[tuple[int, str, bytes]]) -> None:
         if not events:
             return
-        async with self._lock:
-            await self.conn.executemany(
-                "INSERT OR IGNORE INTO stream_events (run_id, seq, event, data) VALUES (?, ?, ?, ?)",
-                [(run_id, seq, event, data) for seq, event, data in events],
-            )
+        self.conn.executemany(
+            "INSERT OR IGNORE INTO stream_events (run_id, seq, event, data) VALUES (?, ?, ?, ?)",
+            [(run_id, seq, event, data) for seq, event, data in events],
+        )
 
-    async def stream_read(self, run_id: str, after: int) -> list[tuple[int, str, bytes]]:
-        rows = await self._all(
+    @_threaded
+    def stream_read(self, run_id: str, after: int) -> list[tuple[int, str, bytes]]:
+        rows = self._all(
             "SELECT seq, event, data FROM stream_events WHERE run_id = ? AND seq > ? ORDER BY seq", (run_id, after)
         )
         return [(int(s), e, bytes(d)) for s, e, d in rows]
 
     # checkpoints ----------------------------------------------------------------------
-    async def checkpoints_delete_for_run(self, thread_id: str, run_id: str) -> None:
-        async with self._tx() as conn:
-            doomed = list(await self._all(
+    @_threaded
+    def checkpoints_delete_for_run(self, thread_id: str, run_id: str) -> None:
+        with self._tx() as conn:
+            doomed = list(self._all(
                 "SELECT checkpoint_ns, checkpoint_id FROM checkpoints WHERE thread_id = ? "
                 "AND json_extract(CAST(metadata AS TEXT), '$.run_id') = ?",
                 (thread_id, run_id),
             ))
             for ns, cid in doomed:
-                await conn.execute(
+                conn.execute(
                     "DELETE FROM checkpoints WHERE thread_id = ? AND checkpoint_ns = ? AND checkpoint_id = ?", (thread_id, ns, cid)
                 )
-                await conn.execute(
+                conn.execute(
                     "DELETE FROM writes WHERE thread_id = ? AND checkpoint_ns = ? AND checkpoint_id = ?", (thread_id, ns, cid)
                 )
 
-    async def checkpoints_copy_thread(self, source_thread_id: str, target_thread_id: str) -> None:
-        async with self._tx() as conn:
-            await conn.execute(
+    @_threaded
+    def checkpoints_copy_thread(self, source_thread_id: str, target_thread_id: str) -> None:
+        with self._tx() as conn:
+            conn.execute(
                 "INSERT OR REPLACE INTO checkpoints (thread_id, checkpoint_ns, checkpoint_id, parent_checkpoint_id, type, checkpoint, metadata) "
                 "SELECT ?, checkpoint_ns, checkpoint_id, parent_checkpoint_id, type, checkpoint, metadata FROM checkpoints WHERE thread_id = ?",
                 (target_thread_id, source_thread_id),
             )
-            await conn.execute(
+            conn.execute(
                 "INSERT OR REPLACE INTO writes (thread_id, checkpoint_ns, checkpoint_id, task_id, task_path, idx, channel, type, value) "
                 "SELECT ?, checkpoint_ns, checkpoint_id, task_id, task_path, idx, channel, type, value FROM writes WHERE thread_id = ?",
                 (target_thread_id, source_thread_id),
             )
 
-    async def checkpoints_prune(self, thread_ids: Sequence[str], strategy: str) -> None:
-        async with self._tx() as conn:
+    @_threaded
+    def checkpoints_prune(self, thread_ids: Sequence[str], strategy: str) -> None:
+        with self._tx() as conn:
             for tid in thread_ids:
                 if strategy == "delete":
-                    await conn.execute("DELETE FROM checkpoints WHERE thread_id = ?", (tid,))
-                    await conn.execute("DELETE FROM writes WHERE thread_id = ?", (tid,))
+                    conn.execute("DELETE FROM checkpoints WHERE thread_id = ?", (tid,))
+                    conn.execute("DELETE FROM writes WHERE thread_id = ?", (tid,))
                     continue
                 # keep_latest: the newest checkpoint of each namespace and its pending writes.
                 keep = "SELECT checkpoint_ns, MAX(checkpoint_id) FROM checkpoints WHERE thread_id = ? GROUP BY checkpoint_ns"
-                await conn.execute(
+                conn.execute(
                     f"DELETE FROM checkpoints WHERE thread_id = ? AND (checkpoint_ns, checkpoint_id) NOT IN ({keep})", (tid, tid)
                 )
-                await conn.execute(
+                conn.execute(
                     f"DELETE FROM writes WHERE thread_id = ? AND (checkpoint_ns, checkpoint_id) NOT IN ({keep})", (tid, tid)
                 )
                 # The kept checkpoint no longer has a parent to point at.
-                await conn.execute("UPDATE checkpoints SET parent_checkpoint_id = NULL WHERE thread_id = ?", (tid,))
+                conn.execute("UPDATE checkpoints SET parent_checkpoint_id = NULL WHERE thread_id = ?", (tid,))
 
-    async def checkpoints_delete_thread(self, thread_id: str) -> None:
-        await self.checkpointer.adelete_thread(thread_id)
+    @_threaded
+    def checkpoints_delete_thread(self, thread_id: str) -> None:
+        self._saver.delete_thread(thread_id)
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import aiosqlite
+import sqlite3
 
 # Append new steps; never edit a step that has shipped.
 MIGRATIONS: list[str] = [
@@ -73,23 +73,22 @@ MIGRATIONS: list[str] = [
 ]
 
 
-async def migrate(conn: aiosqlite.Connection) -> int:
+def migrate(conn: sqlite3.Connection) -> int:
     """Bring the schema to the newest version; returns the version reached."""
-    await conn.execute("CREATE TABLE IF NOT EXISTS skeino_migrations (v INTEGER PRIMARY KEY)")
-    async with conn.execute("SELECT COALESCE(MAX(v), 0) FROM skeino_migrations") as cur:
-        row = await cur.fetchone()
+    conn.execute("CREATE TABLE IF NOT EXISTS skeino_migrations (v INTEGER PRIMARY KEY)")
+    row = conn.execute("SELECT COALESCE(MAX(v), 0) FROM skeino_migrations").fetchone()
     current = int(row[0]) if row else 0
     for version, script in enumerate(MIGRATIONS, start=1):
         if version <= current:
             continue
-        await conn.execute("BEGIN IMMEDIATE")
+        conn.execute("BEGIN IMMEDIATE")
         try:
             for statement in filter(None, (s.strip() for s in script.split(";"))):
-                await conn.execute(statement)
-            await conn.execute("INSERT INTO skeino_migrations (v) VALUES (?)", (version,))
-            await conn.execute("COMMIT")
+                conn.execute(statement)
+            conn.execute("INSERT INTO skeino_migrations (v) VALUES (?)", (version,))
+            conn.execute("COMMIT")
         except BaseException:
-            await conn.execute("ROLLBACK")
+            conn.execute("ROLLBACK")
             raise
         current = version
     return current
