@@ -20,5 +20,6 @@ class JSON(Response):
         return serde.dumps(content)
 
 
-def runtime(request: Request) -> Runtime:
+async def runtime(request: Request) -> Runtime:
+    # async: FastAPI would run a plain function dependency in its thread pool per request.
     return request.app.state.runtime

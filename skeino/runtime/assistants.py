@@ -24,6 +24,9 @@ class AssistantService:
     def __init__(self, storage: Storage, registry: GraphRegistry) -> None:
         self._storage = storage
         self._registry = registry
+        # Every run resolves its assistant; they change rarely and only through this
+        # service, which drops an entry whenever it writes one (one process per database).
+        self._cache: dict[str, Record] = {}
 
     async def ensure_defaults(self) -> None:
         """Create each graph's default assistant once; restarts leave existing ones alone."""
@@ -44,9 +47,12 @@ class AssistantService:
 
     async def get(self, assistant_id: str) -> Record:
         resolved = self.resolve_id(assistant_id)
-        record = await self._storage.assistant_get(resolved) if is_uuid(resolved) else None
+        record = self._cache.get(resolved)
         if record is None:
-            raise NotFound(f"Assistant with ID {assistant_id} not found")
+            record = await self._storage.assistant_get(resolved) if is_uuid(resolved) else None
+            if record is None:
+                raise NotFound(f"Assistant with ID {assistant_id} not found")
+            self._cache[resolved] = record
         return record
 
     def _check_graph(self, graph_id: str) -> None:
@@ -84,6 +90,7 @@ class AssistantService:
         if body.get("metadata") is not None:
             changes["metadata"] = {**current["metadata"], **body["metadata"]}
         updated = await self._storage.assistant_update(current["assistant_id"], changes)
+        self._cache.pop(current["assistant_id"], None)
         if updated is None:
             raise NotFound(f"Assistant with ID {assistant_id} not found")
         return updated
@@ -91,6 +98,7 @@ class AssistantService:
     async def delete(self, assistant_id: str) -> None:
         record = await self.get(assistant_id)
         await self._storage.assistant_delete(record["assistant_id"])
+        self._cache.pop(record["assistant_id"], None)
 
     async def search(self, body: dict[str, Any]) -> list[Record]:
         return await self._storage.assistant_search(
@@ -113,6 +121,7 @@ class AssistantService:
     async def set_latest(self, assistant_id: str, version: int) -> Record:
         record = await self.get(assistant_id)
         updated = await self._storage.assistant_set_latest(record["assistant_id"], version)
+        self._cache.pop(record["assistant_id"], None)
         if updated is None:
             raise NotFound(f"Version {version} of assistant {assistant_id} not found")
         return updated

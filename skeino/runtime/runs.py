@@ -59,11 +59,10 @@ class RunService:
         on_completion = body.get("on_completion") or ("delete" if stateless else "keep")
         if stateless:
             thread_id = str(uuid.uuid4())
-            await self._storage.thread_create(new_thread_record(thread_id))
-        elif not is_uuid(thread_id) or await self._storage.thread_get(thread_id) is None:
-            if body.get("if_not_exists") != "create" or not is_uuid(thread_id):
-                raise NotFound(f"Thread with ID {thread_id} not found")
-            await self._storage.thread_create(new_thread_record(thread_id))
+        elif not is_uuid(thread_id):
+            raise NotFound(f"Thread with ID {thread_id} not found")
+        # A missing thread is made in the run's own transaction when the caller allows it.
+        new_thread = new_thread_record(thread_id) if stateless or body.get("if_not_exists") == "create" else None
 
         strategy = body.get("multitask_strategy") or "enqueue"
         if strategy in ("interrupt", "rollback"):
@@ -111,7 +110,11 @@ class RunService:
         }
         # Open the log before the run is visible to the worker so no subscriber misses an event.
         stream = self._broker.open(run_id, thread_id, kwargs["resumable"])
-        created = await self._storage.run_create(record, reject_if_busy=strategy == "reject")
+        try:
+            created = await self._storage.run_create(record, reject_if_busy=strategy == "reject", new_thread=new_thread)
+        except LookupError:
+            self._broker.drop(run_id)
+            raise NotFound(f"Thread with ID {thread_id} not found") from None
         if created is None:
             self._broker.drop(run_id)
             raise Conflict(BUSY_DETAIL)

@@ -78,11 +78,12 @@ class Storage(Protocol):
     ) -> int: ...
 
     # runs -------------------------------------------------------------------
-    async def run_create(self, record: Record, *, reject_if_busy: bool) -> Record | None:
+    async def run_create(self, record: Record, *, reject_if_busy: bool, new_thread: Record | None = None) -> Record | None:
         """Insert a pending run and mark its thread busy, in one transaction.
 
         Returns None, having written nothing, when `reject_if_busy` and the thread
-        already has a pending or running run.
+        already has a pending or running run. A missing thread is created from
+        `new_thread` when given, else LookupError is raised and nothing is written.
         """
     async def run_transition(self, run_id: str, from_status: str, to_status: str) -> bool:
         """Atomically move a run between statuses; False if it was not in `from_status`."""

@@ -343,11 +343,14 @@ class SqliteStorage:
         with self._tx() as conn:
             if self._one("SELECT 1 FROM threads WHERE thread_id = ?", (record["thread_id"],)):
                 return None
-            conn.execute(
-                f"INSERT INTO threads ({', '.join(map(_q, _THREAD_COLS))}) VALUES ({', '.join('?' * len(_THREAD_COLS))})",
-                [(_enc(record.get(c)) if c in _JSON_COLS else record.get(c)) for c in _THREAD_COLS],
-            )
+            self._insert_thread(record)
         return record
+
+    def _insert_thread(self, record: Record) -> None:
+        self.conn.execute(
+            f"INSERT INTO threads ({', '.join(map(_q, _THREAD_COLS))}) VALUES ({', '.join('?' * len(_THREAD_COLS))})",
+            [(_enc(record.get(c)) if c in _JSON_COLS else record.get(c)) for c in _THREAD_COLS],
+        )
 
     @_threaded
     def thread_get(self, thread_id: str) -> Record | None:
@@ -422,9 +425,13 @@ class SqliteStorage:
 
     # runs -------------------------------------------------------------------------
     @_threaded
-    def run_create(self, record: Record, *, reject_if_busy: bool) -> Record | None:
+    def run_create(self, record: Record, *, reject_if_busy: bool, new_thread: Record | None = None) -> Record | None:
         with self._tx() as conn:
-            if reject_if_busy:
+            if not self._one("SELECT 1 FROM threads WHERE thread_id = ?", (record["thread_id"],)):
+                if new_thread is None:
+                    raise LookupError(record["thread_id"])
+                self._insert_thread(new_thread)
+            elif reject_if_busy:
                 if self._one(
                     "SELECT 1 FROM runs WHERE thread_id = ? AND status IN ('pending', 'running') LIMIT 1",
                     (record["thread_id"],),
