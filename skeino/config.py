@@ -51,7 +51,7 @@ class Settings:
     max_concurrent_runs: int = 2048
     run_timeout: float | None = None
     shutdown_grace: float = 10.0
-    stream_keep_seconds: float = 60.0
+    stream_keep_seconds: float = 10.0
     heartbeat_seconds: float = 15.0
     recovery: str = "error"  # what to do with runs found running after a crash: error | retry
 
