@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from typing import Any, Literal
 
 from fastapi import APIRouter, Depends, Header, Query, Request
@@ -44,8 +45,30 @@ def _parse_last_event_id(value: str | None) -> int:
         raise Invalid(f"Last-Event-ID {value!r} is not an event id of this server") from None
 
 
+def _join_modes(values: list[str] | None) -> list[str]:
+    """The `stream_mode` query parameter of a join: repeated, a JSON array, or empty.
+
+    The official client sends `stream_mode=` (empty) when the caller gave no mode,
+    which means "every mode", not "none".
+    """
+    modes: list[str] = []
+    for value in values or []:
+        if value.startswith("["):
+            try:
+                parsed = json.loads(value)
+            except ValueError:
+                parsed = None
+            if isinstance(parsed, list):
+                modes += [str(m) for m in parsed if m]
+                continue
+        if value:
+            modes.append(value)
+    return modes
+
+
 async def _filtered(batches: Any, modes: list[str] | None) -> Any:
     """Only the requested modes (metadata and errors always pass)."""
+    modes = _join_modes(modes)
     if not modes:
         async for batch in batches:
             yield batch
@@ -72,7 +95,10 @@ def _stream_response(rt: Runtime, run: Record, *, after: int = -1, cancel_on_abo
 async def _create_and_stream(rt: Runtime, thread_id: str | None, body: RunCreate) -> Response:
     data = _body(body)
     run, _ = await rt.runs.create(thread_id, data)
-    cancel = (body.on_disconnect or "cancel") == "cancel"
+    # A resumable stream exists to outlive its connection, so by default it keeps the
+    # run going when the client drops; any other stream cancels it.
+    default = "continue" if body.stream_resumable else "cancel"
+    cancel = (body.on_disconnect or default) == "cancel"
     return _stream_response(rt, run, cancel_on_abort=cancel, headers=_run_headers(run, "stream"))
 
 
