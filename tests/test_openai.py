@@ -188,7 +188,7 @@ async def test_options_reach_the_graph_config(oai: AsyncOpenAI, client: Any) -> 
         "temperature": 0.2, "max_tokens": 50, "stop": ["END"], "top_p": 0.9, "seed": 7,
         "tools": tools, "tool_choice": "auto", "user": "alice",
     }
-    assert run["metadata"] == {"app": "test", "source": "openai", "user": "alice"}
+    assert {"app": "test", "source": "openai", "user": "alice"}.items() <= run["metadata"].items()
 
 
 async def test_interrupt_is_surfaced_and_resumed(oai: AsyncOpenAI, client: Any) -> None:

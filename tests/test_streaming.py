@@ -678,8 +678,6 @@ async def test_thread_stream_follows_each_run(client: Any) -> None:
                                                               {"c": {"count": 3}}]
 
 
-@pytest.mark.xfail(strict=True, reason="thread streams do not yet end each run with a run_done metadata event "
-                                       "and restart ids at 0 for every run")
 async def test_thread_stream_marks_run_ends_and_keeps_ids_increasing(server: Server) -> None:
     async with httpx.AsyncClient(base_url=server.url, timeout=30) as http:
         thread_id = (await http.post("/threads", json={})).json()["thread_id"]

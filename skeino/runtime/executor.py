@@ -69,7 +69,7 @@ class RunExecutor:
         failure: BaseException | None = None
         graph = None
 
-        stream.publish("metadata", {"run_id": run_id, "attempt": 1})
+        stream.publish("metadata", {"run_id": run_id, "attempt": kwargs.get("attempt", 1)})
         self._broker.run_started(thread_id)
         try:
             async with asyncio.timeout(self._timeout):
@@ -132,7 +132,7 @@ class RunExecutor:
         inp = graph_input(kwargs)
         # Every streamed metadata dict (messages, tasks, debug, events) and every
         # checkpoint carries these on the official server.
-        config = {**config, "metadata": {**config.get("metadata", {}), "run_attempt": 1,
+        config = {**config, "metadata": {**config.get("metadata", {}), "run_attempt": kwargs.get("attempt", 1),
                                          "langgraph_version": LANGGRAPH_VERSION}}
         if mapper.events_mode:
             if "run_name" not in config and getattr(graph, "name", None) == "LangGraph":

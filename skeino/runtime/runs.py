@@ -8,6 +8,7 @@ import time
 import uuid
 from typing import Any, AsyncIterator
 
+from skeino import serde
 from skeino.config import Settings
 from skeino.errors import Conflict, Invalid, NotFound, NotSupported
 from skeino.runtime.assistants import AssistantService, is_uuid
@@ -71,8 +72,11 @@ class RunService:
         run_id = str(uuid.uuid4())
         graph_id = assistant["graph_id"]
         config = _merge_config(assistant["config"], body.get("config"))
-        run_metadata = body.get("metadata") or {}
-        config["metadata"].update({**run_metadata, "graph_id": graph_id, "assistant_id": assistant["assistant_id"]})
+        # As on the official server: the assistant's metadata (e.g. created_by) under the
+        # run's, then the ids; thread_id also reaches every checkpoint's metadata.
+        run_metadata = {**assistant["metadata"], **(body.get("metadata") or {}),
+                        "graph_id": graph_id, "assistant_id": assistant["assistant_id"]}
+        config["metadata"].update({**run_metadata, "thread_id": thread_id})
         configurable = config["configurable"]
         configurable.update(run_id=run_id, thread_id=thread_id, graph_id=graph_id, assistant_id=assistant["assistant_id"])
         checkpoint = body.get("checkpoint") or {}
@@ -252,8 +256,14 @@ class RunService:
                 yield batch
 
     async def thread_events(self, thread_id: str) -> AsyncIterator[list[Event]]:
-        """Follow every run that executes on the thread, one after another, until cancelled."""
+        """Follow every run that executes on the thread, one after another, until cancelled.
+
+        Ids are renumbered per connection so they keep increasing across runs, and each
+        run's end is marked with a `metadata` event `{"status": "run_done", "run_id"}`,
+        as the official server does.
+        """
         seen: set[str] = set()
+        next_id = 0
         while True:
             signal = self._broker.thread_signal(thread_id)
             live = [r for r in await self._storage.runs_inflight(thread_id)
@@ -265,7 +275,11 @@ class RunService:
             run = live[0]
             seen.add(run["run_id"])
             async for batch in self.events(run, -1):
-                yield batch
+                renumbered = [(next_id + i, name, data) for i, (_, name, data) in enumerate(batch)]
+                next_id += len(batch)
+                yield renumbered
+            yield [(next_id, "metadata", serde.dumps({"status": "run_done", "run_id": run["run_id"]}))]
+            next_id += 1
 
     def cancel_on_disconnect(self, run: Record) -> None:
         """Client went away from a run created with on_disconnect=cancel."""
@@ -288,7 +302,8 @@ class RunService:
         for run in await self._storage.runs_with_status(["running"]):
             if self._settings.recovery == "retry":
                 # Continue from its last checkpoint rather than replaying the input.
-                kwargs = {**run["kwargs"], "input": None, "command": None}
+                kwargs = {**run["kwargs"], "input": None, "command": None,
+                          "attempt": run["kwargs"].get("attempt", 1) + 1}
                 await self._storage.run_update(run["run_id"], {"status": "pending", "kwargs": kwargs})
                 continue
             logger.warning("run %s was running when the server stopped; marking it error", run["run_id"])
