@@ -538,6 +538,17 @@ async def test_checkpoints_delete_thread(storage: Storage) -> None:
     assert (await graph.aget_state(config(kept))).next == ("c",)
 
 
+async def test_thread_delete_takes_its_checkpoints(storage: Storage) -> None:
+    graph = counter(storage)
+    rec, kept = thread(), new_id()
+    await storage.thread_create(rec)
+    for tid in (rec["thread_id"], kept):
+        await graph.ainvoke({"count": 0}, config(tid, new_id()))
+    assert await storage.thread_delete(rec["thread_id"]) is True
+    assert await checkpoint_ids(storage, rec["thread_id"]) == []
+    assert len(await checkpoint_ids(storage, kept)) == 5
+
+
 # lifecycle ------------------------------------------------------------------------------------------
 async def test_reopen_keeps_everything_and_migrates_once(backend: Backend) -> None:
     first = backend.make()

@@ -114,7 +114,6 @@ class RunExecutor:
         if kwargs.get("temporary"):
             # Stateless run: its throwaway thread goes once the result is handed over.
             await self._storage.thread_delete(thread_id)
-            await self._storage.checkpoints_delete_thread(thread_id)
         return status
 
     async def _source(self, graph: Any, kwargs: Record, config: dict[str, Any], mapper: StreamMapper,
@@ -164,9 +163,9 @@ class RunExecutor:
             snapshot = await graph.aget_state(state_config)
         if action == "rollback" and snapshot is not None:
             last_values = snapshot.values if snapshot.created_at else None
-            thread_changes["values"] = serde.to_jsonable(last_values) if last_values is not None else None
-        elif last_values is not None:
-            thread_changes["values"] = serde.to_jsonable(last_values)
+        values = serde.to_jsonable(last_values) if last_values is not None else None
+        if values is not None or action == "rollback":
+            thread_changes["values"] = values
         pending = thread_interrupts(snapshot) if snapshot is not None else {}
         thread_changes["interrupts"] = pending
         if status == "error" and failure is not None:
@@ -175,16 +174,14 @@ class RunExecutor:
             thread_changes.update(status="interrupted", error=None)
         else:
             thread_changes.update(status="idle", error=None)
-        final_status = status
         if action == "rollback":
             await self._storage.thread_update(thread_id, {**thread_changes, "status": "idle"})
         else:
-            await self._storage.run_finish(run_id, thread_id, final_status, thread_changes)
+            await self._storage.run_finish(run_id, thread_id, status, thread_changes)
 
         if failure is not None:
             return {"__error__": error_payload(failure)}
-        result = serde.to_jsonable(last_values) if isinstance(last_values, dict) else (
-            serde.to_jsonable(last_values) if last_values is not None else {})
+        result = dict(values) if isinstance(values, dict) else (values if values is not None else {})
         if interrupts and isinstance(result, dict):
             result["__interrupt__"] = [interrupt_dict(i) for i in interrupts]
         return result

@@ -105,7 +105,6 @@ class ThreadService:
         await self.get(thread_id)
         await self._runs.cancel_thread_runs(thread_id, action="interrupt")
         await self._storage.thread_delete(thread_id)
-        await self._storage.checkpoints_delete_thread(thread_id)
 
     async def delete_for_assistant(self, assistant_id: str) -> int:
         """Delete every thread an assistant ran on (its metadata names it), with runs and checkpoints."""

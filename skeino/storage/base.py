@@ -68,7 +68,7 @@ class Storage(Protocol):
     async def thread_update(self, thread_id: str, changes: Record, *, merge_metadata: Record | None = None) -> Record | None:
         """Set columns in `changes`; shallow-merge `merge_metadata` into metadata."""
     async def thread_delete(self, thread_id: str) -> bool:
-        """Delete the thread, its runs and stream logs (checkpoints are the runtime's job)."""
+        """Delete the thread, its runs, stream logs and checkpoints, in one transaction."""
     async def thread_search(
         self, *, ids: Sequence[str] | None, metadata: Record | None, values: Record | None,
         status: str | None, limit: int, offset: int, sort_by: str, sort_order: SortOrder,

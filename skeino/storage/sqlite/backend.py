@@ -11,7 +11,9 @@ from __future__ import annotations
 import asyncio
 import functools
 import sqlite3
-from concurrent.futures import ThreadPoolExecutor
+import concurrent.futures
+import queue
+import threading
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, AsyncIterator, Callable, Iterator, Sequence, TypeVar
@@ -66,19 +68,69 @@ _PRAGMAS = (
 )
 
 
+def _settle(future: asyncio.Future[Any], result: Any, error: BaseException | None) -> None:
+    if future.cancelled():
+        return
+    if error is not None:
+        future.set_exception(error)
+    else:
+        future.set_result(result)
+
+
 class StorageThread:
-    """One sqlite3 connection and the only thread that ever touches it."""
+    """One sqlite3 connection and the only thread that ever touches it.
+
+    A plain queue and call_soon_threadsafe rather than an executor: every storage call
+    pays this hop, and the executor's future chaining cost more than the SQL itself.
+    """
 
     def __init__(self, path: str) -> None:
         self.path = path
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="skeino-sqlite")
+        self._queue: queue.SimpleQueue[tuple[Callable[[], Any], Callable[[Any, BaseException | None], None]] | None]
+        self._queue = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
         self.conn: sqlite3.Connection | None = None
 
+    def _serve(self) -> None:
+        while True:
+            item = self._queue.get()
+            if item is None:
+                return
+            fn, done = item
+            try:
+                result, error = fn(), None
+            except BaseException as exc:  # handed to the caller, who re-raises it
+                result, error = None, exc
+            done(result, error)
+
     async def run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """Run fn on the storage thread and await its result."""
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, functools.partial(fn, *args, **kwargs))
+        future: asyncio.Future[T] = loop.create_future()
+
+        def done(result: Any, error: BaseException | None) -> None:
+            loop.call_soon_threadsafe(_settle, future, result, error)
+
+        self._queue.put((functools.partial(fn, *args, **kwargs), done))
+        return await future
+
+    def call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """Run fn on the storage thread from another thread, blocking until it is done."""
+        result: concurrent.futures.Future[T] = concurrent.futures.Future()
+
+        def done(value: Any, error: BaseException | None) -> None:
+            if error is not None:
+                result.set_exception(error)
+            else:
+                result.set_result(value)
+
+        self._queue.put((functools.partial(fn, *args, **kwargs), done))
+        return result.result()
 
     async def open(self) -> sqlite3.Connection:
+        self._thread = threading.Thread(target=self._serve, name="skeino-sqlite", daemon=True)
+        self._thread.start()
+
         def connect() -> sqlite3.Connection:
             conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
             for pragma in _PRAGMAS:
@@ -93,7 +145,10 @@ class StorageThread:
         if self.conn is not None:
             await self.run(self.conn.close)
             self.conn = None
-        self._executor.shutdown(wait=True)
+        if self._thread is not None:
+            self._queue.put(None)
+            await asyncio.to_thread(self._thread.join, 5)
+            self._thread = None
 
 
 def _threaded(fn: Callable[..., T]) -> Callable[..., Any]:
@@ -142,20 +197,19 @@ class ThreadedSqliteSaver(BaseCheckpointSaver[str]):
 
     # Sync access (e.g. graph.get_state from a worker thread) goes through the same thread.
     def get_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
-        return self._db._executor.submit(self._saver.get_tuple, config).result()
+        return self._db.call(self._saver.get_tuple, config)
 
     def list(self, config: RunnableConfig | None, *, filter: dict[str, Any] | None = None,
              before: RunnableConfig | None = None, limit: int | None = None) -> Iterator[CheckpointTuple]:
-        yield from self._db._executor.submit(
-            lambda: list(self._saver.list(config, filter=filter, before=before, limit=limit))).result()
+        yield from self._db.call(lambda: list(self._saver.list(config, filter=filter, before=before, limit=limit)))
 
     def put(self, config: RunnableConfig, checkpoint: Checkpoint, metadata: CheckpointMetadata,
             new_versions: ChannelVersions) -> RunnableConfig:
-        return self._db._executor.submit(self._saver.put, config, checkpoint, metadata, new_versions).result()
+        return self._db.call(self._saver.put, config, checkpoint, metadata, new_versions)
 
     def put_writes(self, config: RunnableConfig, writes: Sequence[tuple[str, Any]], task_id: str,
                    task_path: str = "") -> None:
-        self._db._executor.submit(self._saver.put_writes, config, writes, task_id, task_path).result()
+        self._db.call(self._saver.put_writes, config, writes, task_id, task_path)
 
 
 class SqliteStorage:
@@ -385,6 +439,8 @@ class SqliteStorage:
                 "DELETE FROM stream_events WHERE run_id IN (SELECT run_id FROM runs WHERE thread_id = ?)", (thread_id,)
             )
             conn.execute("DELETE FROM runs WHERE thread_id = ?", (thread_id,))
+            conn.execute("DELETE FROM checkpoints WHERE thread_id = ?", (thread_id,))
+            conn.execute("DELETE FROM writes WHERE thread_id = ?", (thread_id,))
             return cur.rowcount > 0
 
     @staticmethod
