@@ -78,7 +78,10 @@ class FakeChatModel(BaseChatModel):
                 {"name": None, "args": args[half:], "id": None, "index": 0, "type": "tool_call_chunk"}],
                 usage_metadata=usage)  # type: ignore[arg-type]
             return
-        pieces = re.findall(r"\S+|\s+", str(reply.content)) or [""]
+        # Benchmark replies stream like a real tokenizer (each token carries its leading
+        # space); chat replies split words and spaces, like LangChain's own fake model.
+        pattern = r"\s*\S+" if self.tokens else r"\S+|\s+"
+        pieces = re.findall(pattern, str(reply.content)) or [""]
         for i, piece in enumerate(pieces):
             last = i == len(pieces) - 1
             yield AIMessageChunk(content=piece, usage_metadata=usage if last else None)  # type: ignore[arg-type]

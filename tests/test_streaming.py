@@ -520,7 +520,7 @@ async def test_two_subscribers_each_get_every_event_once(client: Any, server: Se
         assert ids == list(range(len(ids)))
         assert frames[0].event == "metadata" and frames[-1].event == "values"
     assert [(f.id, f.event, f.data) for f in one] == [(f.id, f.event, f.data) for f in two]
-    assert sum(1 for f in one if f.event == "messages") >= 39  # 20 words and the spaces between
+    assert sum(1 for f in one if f.event == "messages") >= 20  # one event per token
 
 
 async def test_resumable_stream_survives_a_restart(tmp_path: Path) -> None:
