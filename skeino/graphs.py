@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from langchain_core.runnables import RunnableConfig
+from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.graph import StateGraph
 from langgraph.pregel import Pregel
 
@@ -95,9 +96,12 @@ class GraphRegistry:
 
     def __init__(self, graphs: dict[str, LoadedGraph]) -> None:
         self._graphs = graphs
-        self._bound: dict[str, Pregel] = {}
+        self._bound: dict[tuple[str, bool], Pregel] = {}
         self.checkpointer: Any = None
         self.store: Any = None
+        # Throwaway threads (stateless runs) keep their checkpoints in memory: they are
+        # deleted when the run ends, so writing them to disk would be wasted work.
+        self.ephemeral_checkpointer = InMemorySaver()
 
     @classmethod
     def load(cls, config: Config) -> "GraphRegistry":
@@ -122,14 +126,16 @@ class GraphRegistry:
     def info(self, graph_id: str) -> LoadedGraph:
         return self._graphs[graph_id]
 
-    async def get(self, graph_id: str, config: RunnableConfig | None = None) -> Pregel:
-        """A graph instance with the shared checkpointer and store attached."""
+    async def get(self, graph_id: str, config: RunnableConfig | None = None, *, ephemeral: bool = False) -> Pregel:
+        """A graph instance with the shared checkpointer (or the in-memory one) and store attached."""
         loaded = self._graphs[graph_id]
+        persistence = {"checkpointer": self.ephemeral_checkpointer if ephemeral else self.checkpointer,
+                       "store": self.store}
         if loaded.graph is not None:
-            bound = self._bound.get(graph_id)
+            bound = self._bound.get((graph_id, ephemeral))
             if bound is None:
-                bound = loaded.graph.copy(update={"checkpointer": self.checkpointer, "store": self.store})
-                self._bound[graph_id] = bound
+                bound = loaded.graph.copy(update=persistence)
+                self._bound[(graph_id, ephemeral)] = bound
             return bound
         assert loaded.factory is not None
         result = loaded.factory(config or {}) if loaded.factory_takes_config else loaded.factory()
@@ -139,4 +145,4 @@ class GraphRegistry:
             result = result.compile()
         if not isinstance(result, Pregel):
             raise TypeError(f"graph factory {loaded.source} returned {type(result).__name__}, not a graph")
-        return result.copy(update={"checkpointer": self.checkpointer, "store": self.store})
+        return result.copy(update=persistence)

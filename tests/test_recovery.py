@@ -114,3 +114,23 @@ async def test_run_timeout(tmp_path: Path) -> None:
         assert (await client.threads.get(tid))["status"] != "busy"
     finally:
         server.stop()
+
+
+async def test_kill_during_stateless_run_leaves_nothing_behind(tmp_path: Path) -> None:
+    db = tmp_path / "skeino.db"
+    server = Server(db=db).start()
+    try:
+        client = get_client(url=server.url)
+        before = await client.threads.count()
+        run = await client.runs.create(None, "slow", input={"seconds": 60})
+        await wait_status(client, run["thread_id"], run["run_id"], {"running"})
+    finally:
+        server.kill()
+    server = Server(db=db).start()
+    try:
+        client = get_client(url=server.url)
+        # The throwaway thread and its run are gone, not left busy or errored.
+        assert await client.threads.count() == before
+        assert await client.threads.count(status="busy") == 0
+    finally:
+        server.stop()

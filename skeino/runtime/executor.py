@@ -73,7 +73,7 @@ class RunExecutor:
         self._broker.run_started(thread_id)
         try:
             async with asyncio.timeout(self._timeout):
-                graph = await self._registry.get(graph_id, config)
+                graph = await self._registry.get(graph_id, config, ephemeral=bool(kwargs.get("temporary")))
                 async for ns, mode, chunk in self._source(graph, kwargs, config, mapper, subgraphs):
                     if not ns:
                         if mode == "values":
@@ -113,6 +113,7 @@ class RunExecutor:
         await self._broker.finish(stream, status, result)
         if kwargs.get("temporary"):
             # Stateless run: its throwaway thread goes once the result is handed over.
+            self._registry.ephemeral_checkpointer.delete_thread(thread_id)
             await self._storage.thread_delete(thread_id)
         return status
 

@@ -300,6 +300,10 @@ class RunService:
     async def recover(self) -> None:
         """Settle what a previous process left behind, then restart the queue."""
         for run in await self._storage.runs_with_status(["running"]):
+            if run["kwargs"].get("temporary"):
+                # A stateless run's checkpoints lived in memory: nothing to resume or keep.
+                await self._storage.thread_delete(run["thread_id"])
+                continue
             if self._settings.recovery == "retry":
                 # Continue from its last checkpoint rather than replaying the input.
                 kwargs = {**run["kwargs"], "input": None, "command": None,
