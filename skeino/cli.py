@@ -76,8 +76,10 @@ def main(argv: list[str] | None = None) -> int:
     import uvicorn
 
     settings = config.settings
+    # A long keep-alive: clients (the SDK included) reuse pooled connections, and a
+    # server closing one at the moment the client reuses it fails that request.
     common = dict(host=settings.host, port=settings.port, log_level=args.log_level,
-                  timeout_graceful_shutdown=int(settings.shutdown_grace) or None)
+                  timeout_graceful_shutdown=int(settings.shutdown_grace) or None, timeout_keep_alive=75)
     if args.command == "dev":
         print(_banner(config), flush=True)
         os.environ["SKEINO_CONFIG"] = str(config.config_path)

@@ -99,7 +99,8 @@ def create_app(config: Config, registry: GraphRegistry | None = None) -> FastAPI
         "disable_runs": runs.router, "disable_store": store.router, "disable_meta": meta.router,
     }
     skip = {id(router) for key, router in disabled.items() if http.get(key)}
-    for router in (meta.router, assistants.router, threads.router, runs.router, store.router, openai.router):
+    # Runs first: routes are matched in order and run creation is the hot path.
+    for router in (runs.router, threads.router, assistants.router, meta.router, store.router, openai.router):
         if id(router) not in skip:
             app.include_router(router)
     if http.get("disable_ui"):
