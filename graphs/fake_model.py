@@ -97,8 +97,9 @@ class FakeChatModel(BaseChatModel):
                        run_manager: AsyncCallbackManagerForLLMRun | None = None,
                        **kwargs: Any) -> AsyncIterator[ChatGenerationChunk]:
         for chunk in self._chunks(messages, kwargs.get("tools")):
-            if self.token_delay:
-                await asyncio.sleep(self.token_delay)
+            # Even without a delay, yield to the event loop between tokens as a real
+            # network-bound model does; otherwise every token would arrive at once at the end.
+            await asyncio.sleep(self.token_delay)
             generation = ChatGenerationChunk(message=chunk)
             if run_manager:
                 await run_manager.on_llm_new_token(str(chunk.content), chunk=generation)

@@ -19,6 +19,8 @@ Event = tuple[int, str, bytes]  # (id, event name, JSON data)
 
 # Events are flushed to storage in batches of this size while the run is live.
 _FLUSH_EVERY = 256
+# Shortest gap between two writes to one subscriber while events pour in.
+_COALESCE = 0.002
 
 
 @dataclass
@@ -31,40 +33,57 @@ class RunStream:
     result: Any = None
     status: str | None = None
     flushed: int = 0
-    _changed: asyncio.Event = field(default_factory=asyncio.Event)
+    # Created only while a subscriber waits, so a publish with nobody waiting is cheap.
+    _waiter: asyncio.Future[None] | None = None
     _finished: asyncio.Event = field(default_factory=asyncio.Event)
 
     def publish(self, event: str, data: Any) -> int:
         """Append one event (data is encoded once here) and wake the readers."""
         seq = len(self.events)
         self.events.append((seq, event, data if isinstance(data, bytes) else serde.dumps(data)))
-        changed, self._changed = self._changed, asyncio.Event()
-        changed.set()
+        self._wake()
         return seq
 
     def finish(self, status: str, result: Any) -> None:
         self.done = True
         self.status = status
         self.result = result
-        self._changed.set()
+        self._wake()
         self._finished.set()
+
+    def _wake(self) -> None:
+        waiter, self._waiter = self._waiter, None
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
 
     async def wait_done(self) -> None:
         await self._finished.wait()
 
     async def follow(self, after: int = -1) -> AsyncIterator[list[Event]]:
-        """Yield batches of events with id > after until the run ends."""
+        """Yield batches of events with id > after until the run ends.
+
+        An event after a quiet spell goes out at once; during a burst (token streaming)
+        batches are at least `_COALESCE` seconds apart, so one network write carries many
+        events instead of one each.
+        """
+        loop = asyncio.get_running_loop()
         i = max(after + 1, 0)
+        last = -_COALESCE
         while True:
             if i < len(self.events):
+                pause = last + _COALESCE - loop.time()
+                if pause > 0 and not self.done:
+                    await asyncio.sleep(pause)
                 batch = self.events[i:]
                 i += len(batch)
+                last = loop.time()
                 yield batch
                 continue
             if self.done:
                 return
-            changed = self._changed
-            await changed.wait()
+            if self._waiter is None:
+                self._waiter = asyncio.get_running_loop().create_future()
+            await asyncio.shield(self._waiter)
 
 
 class StreamBroker:
