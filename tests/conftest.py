@@ -27,5 +27,18 @@ async def client(server: Server) -> AsyncIterator[object]:
 
 
 @pytest.fixture
+def no_server_errors(server: Server) -> Iterator[None]:
+    """Whatever a test sends, the server must never answer with an unhandled error (500)."""
+    assert server.log is not None
+    start = server.log.stat().st_size
+    yield
+    with server.log.open("rb") as f:
+        f.seek(start)
+        new = f.read().decode(errors="replace")
+    # The app logs "unhandled error on <route>" for every 500; uvicorn logs the rest.
+    assert "unhandled error" not in new and "Exception in ASGI application" not in new, new
+
+
+@pytest.fixture
 def fresh_db(tmp_path: Path) -> Path:
     return tmp_path / "skeino.db"

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import json
 import uuid
-from datetime import datetime
-from typing import Any, Iterator
+from typing import Any
 
-import httpx
 import pytest
 from langgraph_sdk.errors import ConflictError, NotFoundError, UnprocessableEntityError
 
-from serverproc import TEST_CONFIG, Server
+from helpers import is_iso, raw, tag
+from serverproc import TEST_CONFIG
 
 # The namespace the official server derives default assistant ids from.
 NAMESPACE = uuid.UUID("6ba7b821-9dad-11d1-80b4-00c04fd430c8")
@@ -20,30 +19,7 @@ ASSISTANT_KEYS = {"assistant_id", "graph_id", "config", "context", "metadata", "
                   "created_at", "updated_at"}
 
 
-@pytest.fixture(autouse=True)
-def no_server_errors(server: Server) -> Iterator[None]:
-    """Whatever a test sends, the server must never answer with an unhandled error (500)."""
-    assert server.log is not None
-    start = server.log.stat().st_size
-    yield
-    with server.log.open("rb") as f:
-        f.seek(start)
-        new = f.read().decode(errors="replace")
-    # The app logs "unhandled error on <route>" for every 500; uvicorn logs the rest.
-    assert "unhandled error" not in new and "Exception in ASGI application" not in new, new
-
-
-def tag() -> str:
-    return uuid.uuid4().hex
-
-
-def is_iso(ts: str) -> bool:
-    return datetime.fromisoformat(ts).tzinfo is not None
-
-
-async def raw(client: Any, method: str, path: str, **kwargs: Any) -> httpx.Response:
-    """A request the SDK would never send (unknown fields, missing ones), on the SDK's own connection."""
-    return await client.http.client.request(method, path, **kwargs)
+pytestmark = pytest.mark.usefixtures("no_server_errors")
 
 
 # default assistants ---------------------------------------------------------------------------

@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any, AsyncIterator, Awaitable, Callable
 
 import httpx
-import pytest
 from langgraph_sdk import get_client
 
 from serverproc import Server

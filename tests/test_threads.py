@@ -5,15 +5,15 @@ from __future__ import annotations
 import asyncio
 import signal
 import uuid
-from datetime import datetime
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import httpx
 import pytest
 from langgraph_sdk import get_client
 from langgraph_sdk.errors import BadRequestError, ConflictError, NotFoundError, UnprocessableEntityError
 
+from helpers import is_iso, raw, tag
 from serverproc import Server
 
 THREAD_KEYS = {"thread_id", "created_at", "updated_at", "state_updated_at", "metadata", "status", "config", "values",
@@ -26,30 +26,7 @@ STOPPED = (0, -signal.SIGTERM)
 COUNTER_ID = "09d6caf4-2ef3-5a8b-b1a7-114690ed5d45"  # the official server's default assistant id for `counter`
 
 
-@pytest.fixture(autouse=True)
-def no_server_errors(server: Server) -> Iterator[None]:
-    """Whatever a test sends, the server must never answer with an unhandled error (500)."""
-    assert server.log is not None
-    start = server.log.stat().st_size
-    yield
-    with server.log.open("rb") as f:
-        f.seek(start)
-        new = f.read().decode(errors="replace")
-    # The app logs "unhandled error on <route>" for every 500; uvicorn logs the rest.
-    assert "unhandled error" not in new and "Exception in ASGI application" not in new, new
-
-
-def tag() -> str:
-    return uuid.uuid4().hex
-
-
-def is_iso(ts: str) -> bool:
-    return datetime.fromisoformat(ts).tzinfo is not None
-
-
-async def raw(client: Any, method: str, path: str, **kwargs: Any) -> httpx.Response:
-    """A request the SDK would never send (unknown fields, bad types), on the SDK's own connection."""
-    return await client.http.client.request(method, path, **kwargs)
+pytestmark = pytest.mark.usefixtures("no_server_errors")
 
 
 async def counted(client: Any, metadata: dict[str, Any] | None = None, count: int = 0) -> str:

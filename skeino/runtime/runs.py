@@ -181,11 +181,10 @@ class RunService:
         await self._cancel(run, wait=wait, action=action)
 
     async def _cancel(self, run: Record, *, wait: bool, action: str) -> None:
-        run_id, thread_id = run["run_id"], run["thread_id"]
+        run_id = run["run_id"]
         if run["status"] == "pending":
             if action == "rollback":
-                deleted = await self._storage.run_delete(run_id)
-                cancelled = deleted
+                cancelled = await self._storage.run_delete(run_id)
             else:
                 cancelled = await self._storage.run_transition(run_id, "pending", "interrupted")
             if cancelled:

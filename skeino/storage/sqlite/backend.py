@@ -272,6 +272,17 @@ class SqliteStorage:
         else:
             self.conn.execute("COMMIT")
 
+    def _page(self, table: str, cols: Sequence[str], where: str, params: list[Any], sort_by: str | None,
+              sort_order: SortOrder, limit: int, offset: int) -> list[Record]:
+        """One page of a filtered, sorted search (rowid breaks ties so pages never overlap)."""
+        order = "ASC" if sort_order == "asc" else "DESC"
+        rows = self._all(
+            f"SELECT {', '.join(map(_q, cols))} FROM {table}{where} "
+            f"ORDER BY {sort_by or 'created_at'} {order}, rowid {order} LIMIT ? OFFSET ?",
+            [*params, limit, offset],
+        )
+        return [_row(cols, r) for r in rows]
+
     def _one(self, sql: str, params: Sequence[Any] = ()) -> Any:
         return self.conn.execute(sql, params).fetchone()
 
@@ -349,13 +360,8 @@ class SqliteStorage:
     def assistant_search(self, *, graph_id: str | None, name: str | None, metadata: Record | None,
                          limit: int, offset: int, sort_by: str, sort_order: SortOrder) -> list[Record]:
         where, params = self._assistant_where(graph_id, name, metadata)
-        sort_by = sort_by if sort_by in _ASSISTANT_SORT else "created_at"
-        order = "ASC" if sort_order == "asc" else "DESC"
-        rows = self._all(
-            f"SELECT {', '.join(_ASSISTANT_COLS)} FROM assistants{where} ORDER BY {sort_by} {order}, rowid {order} LIMIT ? OFFSET ?",
-            [*params, limit, offset],
-        )
-        return [_row(_ASSISTANT_COLS, r) for r in rows]
+        return self._page("assistants", _ASSISTANT_COLS, where, params, sort_by if sort_by in _ASSISTANT_SORT else None,
+                          sort_order, limit, offset)
 
     @_threaded
     def assistant_count(self, *, graph_id: str | None, name: str | None, metadata: Record | None) -> int:
@@ -394,7 +400,7 @@ class SqliteStorage:
     # threads --------------------------------------------------------------------
     @_threaded
     def thread_create(self, record: Record) -> Record | None:
-        with self._tx() as conn:
+        with self._tx():
             if self._one("SELECT 1 FROM threads WHERE thread_id = ?", (record["thread_id"],)):
                 return None
             self._insert_thread(record)
@@ -465,13 +471,8 @@ class SqliteStorage:
     def thread_search(self, *, ids: Sequence[str] | None, metadata: Record | None, values: Record | None,
                       status: str | None, limit: int, offset: int, sort_by: str, sort_order: SortOrder) -> list[Record]:
         where, params = self._thread_where(ids, metadata, values, status)
-        sort_by = sort_by if sort_by in _THREAD_SORT else "created_at"
-        order = "ASC" if sort_order == "asc" else "DESC"
-        rows = self._all(
-            f"SELECT {', '.join(map(_q, _THREAD_COLS))} FROM threads{where} ORDER BY {sort_by} {order}, rowid {order} LIMIT ? OFFSET ?",
-            [*params, limit, offset],
-        )
-        return [_row(_THREAD_COLS, r) for r in rows]
+        return self._page("threads", _THREAD_COLS, where, params, sort_by if sort_by in _THREAD_SORT else None,
+                          sort_order, limit, offset)
 
     @_threaded
     def thread_count(self, *, ids: Sequence[str] | None, metadata: Record | None, values: Record | None,
