@@ -177,7 +177,8 @@ class RunExecutor:
             thread_changes.update(status="idle", error=None)
         if action == "rollback":
             await self._storage.thread_update(thread_id, {**thread_changes, "status": "idle"})
-        else:
+        elif not run["kwargs"].get("temporary"):
+            # (A stateless run's thread and run are deleted right after; nothing to record.)
             await self._storage.run_finish(run_id, thread_id, status, thread_changes)
 
         if failure is not None:

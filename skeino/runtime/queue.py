@@ -30,22 +30,30 @@ class RunQueue:
         self._actions: dict[str, str] = {}
         self._closing = False
 
-    def submit(self, thread_id: str) -> None:
-        """Make sure a worker is draining the thread's pending runs."""
+    def submit(self, thread_id: str, created: Record | None = None) -> None:
+        """Make sure a worker is draining the thread's pending runs.
+
+        `created` is a run just written as pending. A thread with pending runs always has
+        a worker in this process, so when it has none the new run is the only one queued
+        and the worker can take it without asking storage first.
+        """
         if self._closing:
             return
-        self._kicked.add(thread_id)
         if thread_id not in self._workers:
-            self._workers[thread_id] = asyncio.create_task(self._work(thread_id), name=f"skeino-thread-{thread_id}")
+            first = created if created is not None and (created.get("run_at") or 0) <= time.time() else None
+            self._workers[thread_id] = asyncio.create_task(self._work(thread_id, first),
+                                                           name=f"skeino-thread-{thread_id}")
+        else:
+            self._kicked.add(thread_id)
 
     def is_running(self, run_id: str) -> bool:
         return run_id in self._running
 
-    async def _work(self, thread_id: str) -> None:
+    async def _work(self, thread_id: str, first: Record | None = None) -> None:
         try:
             while not self._closing:
                 self._kicked.discard(thread_id)
-                run = await self._storage.run_next_pending(thread_id)
+                run, first = first or await self._storage.run_next_pending(thread_id), None
                 if run is None:
                     if thread_id in self._kicked:
                         continue

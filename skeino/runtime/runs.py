@@ -122,7 +122,7 @@ class RunService:
         if created is None:
             self._broker.drop(run_id)
             raise Conflict(BUSY_DETAIL)
-        self._queue.submit(thread_id)
+        self._queue.submit(thread_id, created=record)
         return record, stream
 
     @staticmethod
