@@ -33,6 +33,16 @@ LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1", "[::1]"}
 
 
 # output -----------------------------------------------------------------------------
+def add_common_options(p: Any) -> None:
+    """Options every benchmark script takes (argparse parser)."""
+    p.add_argument("--floor-sync", default="normal", choices=["normal", "full", "off"],
+                   help="PRAGMA synchronous of the in-process floor's SQLite file (server uses NORMAL)")
+    p.add_argument("--loop", default="auto", choices=["auto", "uvloop", "asyncio"],
+                   help="client event loop; auto = uvloop when installed (as uvicorn does for the server)")
+    p.add_argument("--label", help="free text copied into every server figure (e.g. which server --url is)")
+    p.add_argument("--keep-server-files", action="store_true", help="keep the started server's DB and log")
+
+
 def emit(record: dict[str, Any]) -> None:
     """Print one measurement as one JSON line."""
     print(json.dumps(record, separators=(", ", ": ")), flush=True)

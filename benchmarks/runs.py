@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Any, Awaitable, Callable
 
 from _common import (
+    add_common_options,
     DEFAULT_CONFIG, CpuMeter, ServerProcess, check_loopback, emit, environment_record, floor_checkpointer,
     http_client, import_example_graph, latency_fields, log, loop_name, parse_list, proc_memory_kb, raise_nofile,
     run_main, short_error, sigterm_as_exit, wall,
@@ -296,12 +297,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="how to call the server: httpx,sdk (default both)")
     p.add_argument("--variants", type=lambda s: s.split(","), default=["thread", "stateless"],
                    help="thread (POST /threads/{id}/runs/wait), stateless (POST /runs/wait); default both")
-    p.add_argument("--floor-sync", default="normal", choices=["normal", "full", "off"],
-                   help="PRAGMA synchronous of the in-process floor's SQLite file (server uses NORMAL)")
-    p.add_argument("--loop", default="auto", choices=["auto", "uvloop", "asyncio"],
-                   help="client event loop; auto = uvloop when installed (as uvicorn does for the server)")
-    p.add_argument("--label", help="free text copied into every server figure (e.g. which server --url is)")
-    p.add_argument("--keep-server-files", action="store_true", help="keep the started server's DB and log")
+    add_common_options(p)
     args = p.parse_args(argv)
     for c in args.clients:
         if c not in CLIENTS:

@@ -49,6 +49,7 @@ from typing import Any, AsyncIterator
 import orjson
 
 from _common import (
+    add_common_options,
     DEFAULT_CONFIG, CpuMeter, ServerProcess, check_loopback, emit, environment_record, floor_checkpointer,
     RawHTTPError, http_client, import_example_graph, latency_fields, log, loop_name, parse_list, proc_memory_kb,
     raise_nofile, raw_post_stream, run_main, short_error, sigterm_as_exit, sse_events, wall,
@@ -448,12 +449,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--concurrent-deadline", type=float, default=60.0,
                    help="seconds after which unfinished concurrent streams are cancelled and counted as errors")
     p.add_argument("--timeout", type=float, default=60.0, help="HTTP timeout in seconds")
-    p.add_argument("--floor-sync", default="normal", choices=["normal", "full", "off"],
-                   help="PRAGMA synchronous of the in-process floor's SQLite file (server uses NORMAL)")
-    p.add_argument("--loop", default="auto", choices=["auto", "uvloop", "asyncio"],
-                   help="client event loop; auto = uvloop when installed (as uvicorn does for the server)")
-    p.add_argument("--label", help="free text copied into every server figure (e.g. which server --url is)")
-    p.add_argument("--keep-server-files", action="store_true", help="keep the started server's DB and log")
+    add_common_options(p)
     args = p.parse_args(argv)
     for c in args.stream_clients:
         if c not in STREAM_CLIENTS:

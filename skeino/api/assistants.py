@@ -50,10 +50,7 @@ async def patch_assistant(assistant_id: str, body: AssistantPatch, rt: Runtime =
 
 @router.delete("/{assistant_id}", status_code=204)
 async def delete_assistant(assistant_id: str, delete_threads: bool = False, rt: Runtime = Depends(runtime)) -> Response:
-    record = await rt.assistants.get(assistant_id)
-    await rt.assistants.delete(assistant_id)
-    if delete_threads:
-        await rt.threads.delete_for_assistant(record["assistant_id"])
+    await rt.delete_assistant(assistant_id, delete_threads=delete_threads)
     return Response(status_code=204)
 
 

@@ -11,6 +11,7 @@ from skeino.runtime.broker import StreamBroker
 from skeino.runtime.executor import RunExecutor
 from skeino.runtime.queue import RunQueue
 from skeino.runtime.runs import RunService
+from skeino.runtime.store import StoreService
 from skeino.runtime.threads import ThreadService
 from skeino.storage import Storage, create_storage
 
@@ -31,10 +32,19 @@ class Runtime:
         self.assistants = AssistantService(self.storage, registry)
         self.runs = RunService(self.storage, self.assistants, self.broker, self.queue, self.settings)
         self.threads = ThreadService(self.storage, registry, self.runs)
+        self.store: StoreService  # bound to the storage's store once it is open
+
+    async def delete_assistant(self, assistant_id: str, *, delete_threads: bool) -> None:
+        """Delete an assistant and, when asked, every thread it ran on."""
+        record = await self.assistants.get(assistant_id)
+        await self.assistants.delete(assistant_id)
+        if delete_threads:
+            await self.threads.delete_for_assistant(record["assistant_id"])
 
     async def start(self) -> None:
         await self.storage.open()
         self.registry.bind(self.storage.checkpointer, self.storage.store)
+        self.store = StoreService(self.storage.store)
         await self.assistants.ensure_defaults()
         await self.runs.recover()
 

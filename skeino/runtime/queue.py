@@ -46,9 +46,6 @@ class RunQueue:
         else:
             self._kicked.add(thread_id)
 
-    def is_running(self, run_id: str) -> bool:
-        return run_id in self._running
-
     async def _work(self, thread_id: str, first: Record | None = None) -> None:
         try:
             while not self._closing:
