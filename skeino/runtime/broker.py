@@ -40,7 +40,11 @@ class RunStream:
     def publish(self, event: str, data: Any) -> int:
         """Append one event (data is encoded once here) and wake the readers."""
         seq = len(self.events)
-        self.events.append((seq, event, data if isinstance(data, bytes) else serde.dumps(data)))
+        if not isinstance(data, bytes):
+            # orjson hands back its whole working buffer (8 KiB for a 1 KiB token event);
+            # the log keeps events for a while, so it keeps a right-sized copy.
+            data = bytes(memoryview(serde.dumps(data)))
+        self.events.append((seq, event, data))
         self._wake()
         return seq
 
