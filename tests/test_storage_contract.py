@@ -288,6 +288,22 @@ async def test_run_create_marks_the_thread_busy(storage: Storage) -> None:
     assert t is not None and t["status"] == "busy" and t["metadata"] == {"owner": "ann"}
 
 
+async def test_run_create_on_a_missing_thread(storage: Storage) -> None:
+    missing = new_id()
+    r = run(missing, created_at=ts(2))
+    with pytest.raises(LookupError):
+        await storage.run_create(r, reject_if_busy=False)
+    assert await storage.run_get(r["run_id"]) is None
+    assert await storage.thread_get(missing) is None
+
+    # With a thread record to create (if_not_exists=create), both appear together.
+    created = await storage.run_create(r, reject_if_busy=True, new_thread=thread(thread_id=missing, metadata={"k": 1}))
+    assert created is not None
+    t = await storage.thread_get(missing)
+    assert t is not None and t["status"] == "busy" and t["metadata"] == {"k": 1}
+    assert (await storage.run_get(r["run_id"], missing)) is not None
+
+
 async def test_run_start_claims_and_stamps_the_thread(storage: Storage) -> None:
     rec = thread(metadata={"owner": "ann"})
     await storage.thread_create(rec)
