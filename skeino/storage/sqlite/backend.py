@@ -68,13 +68,14 @@ _PRAGMAS = (
 )
 
 
-def _settle(future: asyncio.Future[Any], result: Any, error: BaseException | None) -> None:
-    if future.cancelled():
-        return
-    if error is not None:
-        future.set_exception(error)
-    else:
-        future.set_result(result)
+def _settle_all(settled: list[tuple[asyncio.Future[Any], Any, BaseException | None]]) -> None:
+    for future, result, error in settled:
+        if future.cancelled():
+            continue
+        if error is not None:
+            future.set_exception(error)
+        else:
+            future.set_result(result)
 
 
 class StorageThread:
@@ -82,49 +83,63 @@ class StorageThread:
 
     A plain queue and call_soon_threadsafe rather than an executor: every storage call
     pays this hop, and the executor's future chaining cost more than the SQL itself.
+    Calls queued together are served as one batch, answered with one wake-up of the
+    event loop: under load the thread crossings, not the SQL, were the cost.
     """
 
     def __init__(self, path: str) -> None:
         self.path = path
-        self._queue: queue.SimpleQueue[tuple[Callable[[], Any], Callable[[Any, BaseException | None], None]] | None]
+        self._queue: queue.SimpleQueue[tuple[Callable[[], Any], asyncio.Future[Any] | concurrent.futures.Future[Any]] | None]
         self._queue = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self.conn: sqlite3.Connection | None = None
 
     def _serve(self) -> None:
         while True:
-            item = self._queue.get()
-            if item is None:
-                return
-            fn, done = item
+            batch = [self._queue.get()]
+            # Take everything already queued: one wake-up of this thread and one of the
+            # event loop serve the whole batch instead of one each.
+            while True:
+                try:
+                    batch.append(self._queue.get_nowait())
+                except queue.Empty:
+                    break
+            settled: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[Any], Any, BaseException | None]]] = {}
+            for item in batch:
+                if item is None:
+                    self._deliver(settled)
+                    return
+                fn, target = item
+                try:
+                    result, error = fn(), None
+                except BaseException as exc:  # handed to the caller, who re-raises it
+                    result, error = None, exc
+                if isinstance(target, asyncio.Future):
+                    settled.setdefault(target.get_loop(), []).append((target, result, error))
+                elif error is not None:
+                    target.set_exception(error)
+                else:
+                    target.set_result(result)
+            self._deliver(settled)
+
+    @staticmethod
+    def _deliver(settled: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[Any], Any, BaseException | None]]]) -> None:
+        for loop, results in settled.items():
             try:
-                result, error = fn(), None
-            except BaseException as exc:  # handed to the caller, who re-raises it
-                result, error = None, exc
-            done(result, error)
+                loop.call_soon_threadsafe(_settle_all, results)
+            except RuntimeError:  # the loop closed while we worked: nobody is waiting
+                pass
 
     async def run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """Run fn on the storage thread and await its result."""
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[T] = loop.create_future()
-
-        def done(result: Any, error: BaseException | None) -> None:
-            loop.call_soon_threadsafe(_settle, future, result, error)
-
-        self._queue.put((functools.partial(fn, *args, **kwargs), done))
+        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        self._queue.put((functools.partial(fn, *args, **kwargs), future))
         return await future
 
     def call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """Run fn on the storage thread from another thread, blocking until it is done."""
         result: concurrent.futures.Future[T] = concurrent.futures.Future()
-
-        def done(value: Any, error: BaseException | None) -> None:
-            if error is not None:
-                result.set_exception(error)
-            else:
-                result.set_result(value)
-
-        self._queue.put((functools.partial(fn, *args, **kwargs), done))
+        self._queue.put((functools.partial(fn, *args, **kwargs), result))
         return result.result()
 
     async def open(self) -> sqlite3.Connection:
