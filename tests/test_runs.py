@@ -188,6 +188,40 @@ async def test_resume_several_interrupts_by_id(client: Any) -> None:
     assert (await client.threads.get(tid))["status"] == "idle"
 
 
+async def test_strict_resume_refuses_an_answer_to_no_pending_interrupt(client: Any) -> None:
+    assert (await client.http.get("/info"))["flags"]["strict_resume"] is True
+    thread = await client.threads.create()
+    tid = thread["thread_id"]
+    result = await client.runs.wait(tid, "multi_interrupt", input={"answers": []})
+    pending = {i["value"]["ask"]: i["id"] for i in result["__interrupt__"]}
+    before = await client.threads.get_state(tid)
+
+    unknown = "0" * 32  # shaped like an interrupt id, but not one that is waiting
+    result = await client.runs.wait(tid, "multi_interrupt", command={"resume": {unknown: "yes"}}, strict_resume=True,
+                                    raise_error=False)
+    assert result["__error__"]["error"] == "UnknownInterruptError"
+    # A single value while two interrupts wait is ambiguous.
+    result = await client.runs.wait(tid, "multi_interrupt", command={"resume": "yes"}, strict_resume=True,
+                                    raise_error=False)
+    assert result["__error__"]["error"] == "UnknownInterruptError"
+    [latest, *_] = await client.runs.list(tid)
+    assert latest["status"] == "error"
+
+    # The thread is as it was: still interrupted, same checkpoint, same interrupts.
+    t = await client.threads.get(tid)
+    assert t["status"] == "interrupted" and t["error"] is None
+    assert {i["id"] for items in t["interrupts"].values() for i in items} == set(pending.values())
+    after = await client.threads.get_state(tid)
+    assert after["checkpoint"]["checkpoint_id"] == before["checkpoint"]["checkpoint_id"]
+
+    # A resume that names the waiting interrupts goes through under strict_resume too.
+    result = await client.runs.wait(tid, "multi_interrupt",
+                                    command={"resume": {pending["alice"]: "yes", pending["bob"]: "no"}},
+                                    strict_resume=True)
+    assert sorted(result["answers"]) == ["alice=yes", "bob=no"]
+    assert (await client.threads.get(tid))["status"] == "idle"
+
+
 async def test_command_update_and_goto(client: Any) -> None:
     thread = await client.threads.create()
     tid = thread["thread_id"]

@@ -9,6 +9,7 @@ from fastapi import APIRouter, Depends
 
 from skeino import __version__
 from skeino.api.deps import runtime
+from skeino.runtime.compat import STRICT_RESUME
 from skeino.runtime.core import Runtime
 
 router = APIRouter(tags=["meta"])
@@ -26,6 +27,6 @@ async def info(rt: Runtime = Depends(runtime)) -> Any:
         "version": __version__,
         "langgraph_py_version": langgraph.version.__version__,
         "graphs": rt.registry.ids(),
-        "flags": {"assistants": True, "crons": False, "langsmith": False},
+        "flags": {"assistants": True, "crons": False, "langsmith": False, "strict_resume": STRICT_RESUME},
         "host": {"kind": "self-hosted"},
     }

@@ -13,6 +13,7 @@ from langgraph.version import __version__ as LANGGRAPH_VERSION
 from skeino import serde
 from skeino.graphs import GraphRegistry
 from skeino.runtime.broker import RunStream, StreamBroker
+from skeino.runtime.compat import is_unknown_interrupt
 from skeino.runtime.state import interrupt_dict, thread_interrupts
 from skeino.storage.base import Record, Storage, now_iso
 from skeino.streaming.modes import EVENTS, StreamMapper
@@ -169,7 +170,11 @@ class RunExecutor:
             thread_changes["values"] = values
         pending = thread_interrupts(snapshot) if snapshot is not None else {}
         thread_changes["interrupts"] = pending
-        if status == "error" and failure is not None:
+        if is_unknown_interrupt(failure):
+            # A strict resume that answered no pending interrupt ran nothing: the thread
+            # keeps its interrupts and status, and only the run records the error.
+            thread_changes.update(status="interrupted" if pending else "idle", error=None)
+        elif status == "error" and failure is not None:
             thread_changes.update(status="error", error=error_payload(failure))
         elif pending or (stopped_at_interrupt and snapshot is not None and snapshot.next):
             thread_changes.update(status="interrupted", error=None)

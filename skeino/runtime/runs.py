@@ -13,6 +13,7 @@ from skeino.config import Settings
 from skeino.errors import Conflict, Invalid, NotFound, NotSupported
 from skeino.runtime.assistants import AssistantService, is_uuid
 from skeino.runtime.broker import Event, RunStream, StreamBroker
+from skeino.runtime.compat import CONFIG_KEY_STRICT_RESUME, STRICT_RESUME
 from skeino.runtime.queue import RunQueue
 from skeino.runtime.threads import new_thread_record
 from skeino.storage.base import RUN_FINAL, Record, Storage, now_iso
@@ -85,6 +86,8 @@ class RunService:
                 configurable[key] = checkpoint[key]
         if body.get("checkpoint_id"):
             configurable["checkpoint_id"] = body["checkpoint_id"]
+        if body.get("strict_resume"):
+            configurable[CONFIG_KEY_STRICT_RESUME] = True
         durability = body.get("durability")
         if durability is None and body.get("checkpoint_during") is not None:
             durability = "async" if body["checkpoint_during"] else "exit"
@@ -130,6 +133,8 @@ class RunService:
         for key in ("webhook", "feedback_keys", "langsmith_tracer"):
             if body.get(key):
                 raise NotSupported(f"'{key}' is not supported by this skeino version")
+        if body.get("strict_resume") and not STRICT_RESUME:
+            raise NotSupported("'strict_resume' needs a newer LangGraph than the one installed")
 
     # reading ------------------------------------------------------------------------
     async def get(self, thread_id: str, run_id: str) -> Record:
