@@ -40,7 +40,7 @@ def seen(js_client: Path, server: Server) -> dict[str, Any]:
 
 
 def test_assistants_and_wait(seen: dict[str, Any]) -> None:
-    assert {"graph_id": "counter", "name": "counter"} in seen["counterAssistant"]
+    assert seen["counterAssistant"] == [{"graph_id": "counter", "name": "counter"}]
     assert seen["waitResult"] == {"count": 3}
     t = seen["threadAfterWait"]
     assert t["status"] == "idle" and t["values"] == {"count": 3}

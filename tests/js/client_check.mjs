@@ -12,7 +12,7 @@ async function collect(gen) {
 }
 
 // Assistants: each graph id is a default assistant.
-const assistants = await client.assistants.search({ graphId: "counter" });
+const assistants = await client.assistants.search({ graphId: "counter", metadata: { created_by: "system" } });
 out.counterAssistant = assistants.map((a) => ({ graph_id: a.graph_id, name: a.name }));
 
 // Wait on a thread.
