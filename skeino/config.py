@@ -54,6 +54,7 @@ class Settings:
     stream_keep_seconds: float = 10.0
     heartbeat_seconds: float = 15.0
     recovery: str = "error"  # what to do with runs found running after a crash: error | retry
+    welcome_message: str = "Welcome to skeino: a LangGraph Platform-compatible agent server."
 
     @classmethod
     def from_env(cls, env: os._Environ[str] | dict[str, str] = os.environ) -> "Settings":
@@ -82,6 +83,7 @@ class Settings:
             stream_keep_seconds=num("SKEINO_STREAM_KEEP_SECONDS", float, cls.stream_keep_seconds),
             heartbeat_seconds=num("SKEINO_HEARTBEAT_SECONDS", float, cls.heartbeat_seconds),
             recovery=recovery,
+            welcome_message=env.get("SKEINO_WELCOME_MESSAGE") or cls.welcome_message,
         )
 
 

@@ -1,4 +1,4 @@
-"""/ok and /info."""
+"""/ok, /info, and skeino's own /api/health and /api/initial-message."""
 
 from __future__ import annotations
 
@@ -20,9 +20,21 @@ async def ok() -> Any:
     return {"ok": True}
 
 
+@router.get("/api/health")
+async def health() -> Any:
+    return {"status": "ok", "version": __version__}
+
+
+@router.get("/api/initial-message")
+async def initial_message(rt: Runtime = Depends(runtime)) -> Any:
+    """The greeting a chat front end may show before the first message (SKEINO_WELCOME_MESSAGE)."""
+    return {"message": rt.settings.welcome_message, "version": __version__}
+
+
 @router.get("/info")
 async def info(rt: Runtime = Depends(runtime)) -> Any:
     return {
+        "status": "ok",
         "name": "skeino",
         "version": __version__,
         "langgraph_py_version": langgraph.version.__version__,
