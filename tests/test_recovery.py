@@ -66,19 +66,25 @@ async def test_kill_with_retry_policy_resumes_from_checkpoint(tmp_path: Path) ->
         server.stop()
 
 
-async def test_sigterm_lets_running_runs_finish(tmp_path: Path) -> None:
-    db = tmp_path / "skeino.db"
-    server = Server(db=db, env={"SKEINO_SHUTDOWN_GRACE": "10"}).start()
+async def _sigterm_during_slow_run(db: Path, grace: str, seconds: float) -> tuple[str, str]:
+    """Start a `slow` run, SIGTERM the server while it runs; answer (thread id, run id)."""
+    server = Server(db=db, env={"SKEINO_SHUTDOWN_GRACE": grace}).start()
     client = get_client(url=server.url)
     thread = await client.threads.create()
     tid = thread["thread_id"]
-    run = await client.runs.create(tid, "slow", input={"seconds": 1})
+    run = await client.runs.create(tid, "slow", input={"seconds": seconds})
     await wait_status(client, tid, run["run_id"], {"running"})
     await asyncio.to_thread(server.stop, signal.SIGTERM)
+    return tid, run["run_id"]
+
+
+async def test_sigterm_lets_running_runs_finish(tmp_path: Path) -> None:
+    db = tmp_path / "skeino.db"
+    tid, run_id = await _sigterm_during_slow_run(db, grace="10", seconds=1)
     server = Server(db=db).start()
     try:
         client = get_client(url=server.url)
-        assert (await client.runs.get(tid, run["run_id"]))["status"] == "success"
+        assert (await client.runs.get(tid, run_id))["status"] == "success"
         assert (await client.threads.get(tid))["status"] == "idle"
     finally:
         server.stop()
@@ -86,17 +92,11 @@ async def test_sigterm_lets_running_runs_finish(tmp_path: Path) -> None:
 
 async def test_sigterm_interrupts_runs_past_the_grace_period(tmp_path: Path) -> None:
     db = tmp_path / "skeino.db"
-    server = Server(db=db, env={"SKEINO_SHUTDOWN_GRACE": "0.5"}).start()
-    client = get_client(url=server.url)
-    thread = await client.threads.create()
-    tid = thread["thread_id"]
-    run = await client.runs.create(tid, "slow", input={"seconds": 60})
-    await wait_status(client, tid, run["run_id"], {"running"})
-    await asyncio.to_thread(server.stop, signal.SIGTERM)
+    tid, run_id = await _sigterm_during_slow_run(db, grace="0.5", seconds=60)
     server = Server(db=db).start()
     try:
         client = get_client(url=server.url)
-        assert (await client.runs.get(tid, run["run_id"]))["status"] == "interrupted"
+        assert (await client.runs.get(tid, run_id))["status"] == "interrupted"
         assert (await client.threads.get(tid))["status"] != "busy"
     finally:
         server.stop()

@@ -583,6 +583,19 @@ async def test_unknown_assistant_on_a_thread_is_404(client: Any) -> None:
 
 
 # persistence ----------------------------------------------------------------------------------
+
+async def _everything(client: Any, assistant_id: str, tid: str, interrupted_id: str) -> dict[str, Any]:
+    """What a restart must not change, read through the official client."""
+    return {
+        "assistants": await client.assistants.search(limit=100, sort_by="assistant_id", sort_order="asc"),
+        "versions": await client.assistants.get_versions(assistant_id),
+        "thread": await client.threads.get(tid),
+        "state": await client.threads.get_state(tid),
+        "history": await client.threads.get_history(tid, limit=100),
+        "interrupted": await client.threads.get(interrupted_id),
+        "runs": await client.runs.list(tid),
+    }
+
 async def test_restart_keeps_assistants_threads_and_state(fresh_db: Path) -> None:
     first = Server(db=fresh_db).start()
     try:
@@ -595,15 +608,7 @@ async def test_restart_keeps_assistants_threads_and_state(fresh_db: Path) -> Non
         await client.threads.update_state(tid, {"count": 7}, as_node="a")
         interrupted = await client.threads.create()
         await client.runs.wait(interrupted["thread_id"], "hitl", input={"task": "t"})
-        before = {
-            "assistants": await client.assistants.search(limit=100, sort_by="assistant_id", sort_order="asc"),
-            "versions": await client.assistants.get_versions(assistant["assistant_id"]),
-            "thread": await client.threads.get(tid),
-            "state": await client.threads.get_state(tid),
-            "history": await client.threads.get_history(tid, limit=100),
-            "interrupted": await client.threads.get(interrupted["thread_id"]),
-            "runs": await client.runs.list(tid),
-        }
+        before = await _everything(client, assistant["assistant_id"], tid, interrupted["thread_id"])
         await client.http.client.aclose()
     finally:
         assert first.stop() in STOPPED
@@ -611,15 +616,7 @@ async def test_restart_keeps_assistants_threads_and_state(fresh_db: Path) -> Non
     second = Server(db=fresh_db).start()
     try:
         client = get_client(url=second.url)
-        after = {
-            "assistants": await client.assistants.search(limit=100, sort_by="assistant_id", sort_order="asc"),
-            "versions": await client.assistants.get_versions(assistant["assistant_id"]),
-            "thread": await client.threads.get(tid),
-            "state": await client.threads.get_state(tid),
-            "history": await client.threads.get_history(tid, limit=100),
-            "interrupted": await client.threads.get(interrupted["thread_id"]),
-            "runs": await client.runs.list(tid),
-        }
+        after = await _everything(client, assistant["assistant_id"], tid, interrupted["thread_id"])
         assert after == before
         assert after["state"]["values"] == {"count": 7} and after["state"]["next"] == ["b"]
         assert after["interrupted"]["status"] == "interrupted"

@@ -220,13 +220,7 @@ class ThreadView {
     this.build();
     mount(this.transcript, h("p", { class: "empty", text: "Loading thread…" }));
     try {
-      const [thread, state, runs] = await Promise.all([
-        api.getThread(this.threadId), api.getState(this.threadId), api.listRuns(this.threadId),
-      ]);
-      if (!this.alive) return;
-      this.thread = thread;
-      this.state = state;
-      this.runs = runs || [];
+      if (!(await this.fetchThread())) return;
     } catch (err) {
       if (!this.alive) return;
       mount(this.main, h("div", { class: "page" }, h("h1", { text: "Thread not found" }),
@@ -324,16 +318,22 @@ class ThreadView {
     if (focus) (mode === "chat" ? this.chatInput : this.jsonInput).focus();
   }
 
+  /** Read the thread, its state and its runs together; false when the view closed meanwhile. */
+  async fetchThread() {
+    const [thread, state, runs] = await Promise.all([
+      api.getThread(this.threadId), api.getState(this.threadId), api.listRuns(this.threadId),
+    ]);
+    if (!this.alive) return false;
+    this.thread = thread;
+    this.state = state;
+    this.runs = runs || [];
+    return true;
+  }
+
   async refreshAll() {
     try {
-      const [thread, state, runs] = await Promise.all([
-        api.getThread(this.threadId), api.getState(this.threadId), api.listRuns(this.threadId),
-      ]);
-      if (!this.alive) return;
-      this.thread = thread;
-      this.state = state;
+      if (!(await this.fetchThread())) return;
       this.settlingValues = null;
-      this.runs = runs || [];
       if (this.history !== null || this.tabs.selected() === "history") await this.loadHistory(false);
     } catch (err) {
       if (this.alive && err.status !== 404) toast(`Refresh failed: ${err.message}`, "error");
