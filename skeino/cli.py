@@ -10,6 +10,7 @@ from pathlib import Path
 
 from skeino import __version__
 from skeino.config import Config, ConfigError, Settings, load_config
+from skeino.logs import LOG_FORMATS, configure as configure_logging
 
 EXIT_CONFIG = 2
 
@@ -25,6 +26,8 @@ def _parser() -> argparse.ArgumentParser:
         p.add_argument("--port", type=int, default=None, help="port (default 2024)")
         p.add_argument("--db", default=None, help="SQLite file (default .skeino/skeino.db next to the config)")
         p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+        p.add_argument("--log-format", default=os.environ.get("SKEINO_LOG_FORMAT", "text"), choices=LOG_FORMATS,
+                       help="text, or json: one JSON object per line with request and run ids")
     return parser
 
 
@@ -56,13 +59,14 @@ def app_factory():  # type: ignore[no-untyped-def]
     """Entry point for uvicorn's reloader: rebuilds the app from the environment."""
     from skeino.api.app import create_app
 
+    configure_logging(os.environ.get("SKEINO_LOG_LEVEL", "info"), os.environ.get("SKEINO_LOG_FORMAT", "text"))
     args = argparse.Namespace(config=os.environ["SKEINO_CONFIG"], host=None, port=None, db=None)
     return create_app(_load(args))
 
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    logging.basicConfig(level=args.log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
+    log_config = configure_logging(args.log_level, args.log_format)
     try:
         config = _load(args)
         from skeino.api.app import create_app
@@ -79,10 +83,12 @@ def main(argv: list[str] | None = None) -> int:
     # A long keep-alive: clients (the SDK included) reuse pooled connections, and a
     # server closing one at the moment the client reuses it fails that request.
     common = dict(host=settings.host, port=settings.port, log_level=args.log_level,
+                  **({"log_config": log_config} if log_config else {}),
                   timeout_graceful_shutdown=int(settings.shutdown_grace) or None, timeout_keep_alive=75)
     if args.command == "dev":
         print(_banner(config), flush=True)
         os.environ["SKEINO_CONFIG"] = str(config.config_path)
+        os.environ["SKEINO_LOG_FORMAT"], os.environ["SKEINO_LOG_LEVEL"] = args.log_format, args.log_level
         if args.db:
             os.environ["SKEINO_DB"] = str(settings.db_path)
         # Reload on code and config edits, never on the database the server itself writes.

@@ -55,6 +55,9 @@ class Settings:
     heartbeat_seconds: float = 15.0
     recovery: str = "error"  # what to do with runs found running after a crash: error | retry
     welcome_message: str = "Welcome to skeino: a LangGraph Platform-compatible agent server."
+    # Large enough for a few images in a chat message; a 50 MB input would otherwise sit in memory.
+    max_body_bytes: int = 10 * 1024 * 1024
+    metrics: bool = True
 
     @classmethod
     def from_env(cls, env: os._Environ[str] | dict[str, str] = os.environ) -> "Settings":
@@ -84,6 +87,8 @@ class Settings:
             heartbeat_seconds=num("SKEINO_HEARTBEAT_SECONDS", float, cls.heartbeat_seconds),
             recovery=recovery,
             welcome_message=env.get("SKEINO_WELCOME_MESSAGE") or cls.welcome_message,
+            max_body_bytes=num("SKEINO_MAX_BODY_BYTES", int, cls.max_body_bytes),
+            metrics=env.get("SKEINO_METRICS", "1").lower() not in ("0", "false", "no", "off"),
         )
 
 

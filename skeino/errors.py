@@ -31,3 +31,9 @@ class NotSupported(SkeinoError):
     """A documented option skeino does not implement yet: refused, never silently ignored."""
 
     status_code = 501
+
+
+class Unavailable(SkeinoError):
+    """The server cannot serve now (e.g. storage does not answer); the client may retry."""
+
+    status_code = 503

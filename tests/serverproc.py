@@ -31,6 +31,7 @@ class Server:
     config: Path = TEST_CONFIG
     port: int = field(default_factory=free_port)
     env: dict[str, str] = field(default_factory=dict)
+    extra_args: list[str] = field(default_factory=list)
     proc: subprocess.Popen[bytes] | None = None
     log: Path | None = None
 
@@ -43,7 +44,7 @@ class Server:
         env = {**os.environ, **self.env}
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "skeino.cli", "serve", "--config", str(self.config), "--port", str(self.port),
-             "--db", str(self.db), "--log-level", "warning"],
+             "--db", str(self.db), "--log-level", "warning", *self.extra_args],
             stdout=self.log.open("wb"), stderr=subprocess.STDOUT, env=env,
         )
         deadline = time.monotonic() + timeout

@@ -10,11 +10,11 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, RedirectResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from skeino import __version__
 from skeino.api import assistants, meta, openai, runs, store, studio, threads
 from skeino.api.deps import JSON
+from skeino.api.middleware import RequestLayer
 from skeino.config import Config
 from skeino.errors import SkeinoError
 from skeino.graphs import GraphRegistry
@@ -41,37 +41,6 @@ def _install_error_handlers(app: FastAPI) -> None:
         return JSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=getattr(exc, "headers", None))
 
 
-class _CatchAll:
-    """Answer an unexpected error with a plain 500 and keep the connection usable.
-
-    Starlette's outermost handler re-raises after responding, which makes the server
-    drop the keep-alive connection; the next request on it would fail.
-    """
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        started = False
-
-        async def tracking_send(message: Message) -> None:
-            nonlocal started
-            if message["type"] == "http.response.start":
-                started = True
-            await send(message)
-
-        try:
-            await self.app(scope, receive, tracking_send)
-        except Exception:
-            logger.exception("unhandled error on %s %s", scope.get("method"), scope.get("path"))
-            if started:
-                raise
-            await JSONResponse({"detail": "Internal server error"}, status_code=500)(scope, receive, send)
-
-
 def create_app(config: Config, registry: GraphRegistry | None = None) -> FastAPI:
     """Build the app for a loaded config; graphs are imported here unless given."""
     registry = registry or GraphRegistry.load(config)
@@ -88,7 +57,7 @@ def create_app(config: Config, registry: GraphRegistry | None = None) -> FastAPI
     app = FastAPI(title="skeino", version=__version__, lifespan=lifespan, default_response_class=JSON)
     app.state.runtime = rt
     _install_error_handlers(app)
-    app.add_middleware(_CatchAll)
+    app.add_middleware(RequestLayer, metrics=rt.metrics, max_body_bytes=config.settings.max_body_bytes)
     http = config.http
     if http.get("cors"):
         from fastapi.middleware.cors import CORSMiddleware

@@ -5,10 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 import langgraph.version
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Query
+from fastapi.responses import Response
 
 from skeino import __version__
 from skeino.api.deps import runtime
+from skeino.errors import NotFound
 from skeino.runtime.compat import STRICT_RESUME
 from skeino.runtime.core import Runtime
 
@@ -16,8 +18,21 @@ router = APIRouter(tags=["meta"])
 
 
 @router.get("/ok")
-async def ok() -> Any:
+async def ok(check_db: int = Query(0, ge=0, le=1), rt: Runtime = Depends(runtime)) -> Any:
+    """Liveness; with `check_db=1` also readiness: storage answers a query (503 if not)."""
+    if check_db:
+        await rt.check_ready()
     return {"ok": True}
+
+
+@router.get("/metrics", responses={200: {"content": {"text/plain": {}}}})
+async def metrics(rt: Runtime = Depends(runtime)) -> Response:
+    """Prometheus text format (SKEINO_METRICS=0 turns it off)."""
+    if rt.metrics is None:
+        raise NotFound("Metrics are turned off (SKEINO_METRICS=0)")
+    from skeino.runtime.metrics import CONTENT_TYPE
+
+    return Response(await rt.metrics.render(), media_type=CONTENT_TYPE)
 
 
 @router.get("/api/health")

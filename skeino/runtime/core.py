@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 from skeino.config import Config
+from skeino.errors import Unavailable
 from skeino.graphs import GraphRegistry
 from skeino.runtime.assistants import AssistantService
 from skeino.runtime.broker import StreamBroker
 from skeino.runtime.executor import RunExecutor
+from skeino.runtime.metrics import Metrics
 from skeino.runtime.queue import RunQueue
 from skeino.runtime.runs import RunService
 from skeino.runtime.store import StoreService
@@ -27,7 +30,8 @@ class Runtime:
         self.registry = registry
         self.storage: Storage = storage or create_storage(config)
         self.broker = StreamBroker(self.storage, self.settings.stream_keep_seconds)
-        self.executor = RunExecutor(self.storage, registry, self.broker, self.settings.run_timeout)
+        self.metrics = Metrics(self.storage.run_counts) if self.settings.metrics else None
+        self.executor = RunExecutor(self.storage, registry, self.broker, self.settings.run_timeout, self.metrics)
         self.queue = RunQueue(self.storage, self.executor, self.broker, self.settings.max_concurrent_runs)
         self.assistants = AssistantService(self.storage, registry)
         self.runs = RunService(self.storage, self.assistants, self.broker, self.queue, self.settings)
@@ -40,6 +44,14 @@ class Runtime:
         await self.assistants.delete(assistant_id)
         if delete_threads:
             await self.threads.delete_for_assistant(record["assistant_id"])
+
+    async def check_ready(self) -> None:
+        """Raise Unavailable unless storage answers a query now."""
+        try:
+            await asyncio.wait_for(self.storage.run_counts(), timeout=5)
+        except Exception as exc:
+            logger.warning("readiness check failed: %s: %s", type(exc).__name__, exc)
+            raise Unavailable(f"Storage is not answering: {type(exc).__name__}") from None
 
     async def start(self) -> None:
         await self.storage.open()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 import uuid
 from typing import Any, AsyncIterator, Callable
 
@@ -11,9 +12,11 @@ from langgraph.types import Command, Send
 from langgraph.version import __version__ as LANGGRAPH_VERSION
 
 from skeino import serde
+from skeino import logs
 from skeino.graphs import GraphRegistry
 from skeino.runtime.broker import RunStream, StreamBroker
 from skeino.runtime.compat import is_unknown_interrupt
+from skeino.runtime.metrics import Metrics
 from skeino.runtime.state import interrupt_dict, thread_interrupts
 from skeino.storage.base import Record, Storage, now_iso
 from skeino.streaming.modes import EVENTS, StreamMapper
@@ -48,11 +51,13 @@ def error_payload(exc: BaseException) -> dict[str, str]:
 class RunExecutor:
     """Runs graphs for the queue; one call to `execute` per run."""
 
-    def __init__(self, storage: Storage, registry: GraphRegistry, broker: StreamBroker, timeout: float | None) -> None:
+    def __init__(self, storage: Storage, registry: GraphRegistry, broker: StreamBroker, timeout: float | None,
+                 metrics: Metrics | None = None) -> None:
         self._storage = storage
         self._registry = registry
         self._broker = broker
         self._timeout = timeout
+        self._metrics = metrics
 
     async def execute(self, run: Record, stream: RunStream, cancel_action: Callable[[], str]) -> str:
         """Run to the end; never raises. Returns the run's final status."""
@@ -69,6 +74,10 @@ class RunExecutor:
         stopped_at_interrupt = False
         failure: BaseException | None = None
         graph = None
+        started = time.perf_counter()
+        logs.run_id.set(run_id)  # this task's log records name the run
+        if self._metrics is not None:
+            self._metrics.run_started(run.get("run_at") or 0.0, run.get("created_at"))
 
         stream.publish("metadata", {"run_id": run_id, "attempt": kwargs.get("attempt", 1)})
         self._broker.run_started(thread_id)
@@ -112,6 +121,8 @@ class RunExecutor:
             logger.exception("finishing run %s failed", run_id)
             result = None
         await self._broker.finish(stream, status, result)
+        if self._metrics is not None:
+            self._metrics.run_finished(status, time.perf_counter() - started)
         if kwargs.get("temporary"):
             # Stateless run: its throwaway thread goes once the result is handed over.
             self._registry.ephemeral_checkpointer.delete_thread(thread_id)

@@ -627,6 +627,10 @@ class SqliteStorage:
         return [_row(_RUN_COLS, r) for r in rows]
 
     @_threaded
+    def run_counts(self) -> dict[str, int]:
+        return dict(self._all("SELECT status, COUNT(*) FROM runs GROUP BY status"))
+
+    @_threaded
     def runs_by_ids(self, run_ids: Sequence[str]) -> list[Record]:
         if not run_ids:
             return []
