@@ -10,6 +10,7 @@ from pathlib import Path
 
 from skeino import __version__
 from skeino.config import Config, ConfigError, Settings, load_config
+from skeino.auth.guard import Guard, is_loopback_name
 from skeino.logs import LOG_FORMATS, configure as configure_logging
 
 EXIT_CONFIG = 2
@@ -28,6 +29,8 @@ def _parser() -> argparse.ArgumentParser:
         p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
         p.add_argument("--log-format", default=os.environ.get("SKEINO_LOG_FORMAT", "text"), choices=LOG_FORMATS,
                        help="text, or json: one JSON object per line with request and run ids")
+        p.add_argument("--insecure", action="store_true",
+                       help="serve a non-loopback address with no authentication (anyone who can reach it has full access)")
     return parser
 
 
@@ -39,6 +42,8 @@ def _load(args: argparse.Namespace) -> Config:
         settings.port = args.port
     if args.db:
         settings.db_path = Path(args.db).resolve()
+    settings.dev = getattr(args, "command", None) == "dev"
+    settings.insecure = bool(getattr(args, "insecure", False))
     config = load_config(args.config, settings)
     # The graphs see langgraph.json's env as their process environment.
     for key, value in config.env.items():
@@ -53,6 +58,19 @@ def _banner(config: Config) -> str:
         f"  API:    {base}\n  Docs:   {base}/docs\n  Studio: {base}/studio/\n"
         f"  Data:   {config.db_path}\n"
     )
+
+
+def _refuse_exposure(config: Config, guard: Guard) -> None:
+    """No authentication on a non-loopback address is a choice the operator states (--insecure)."""
+    settings = config.settings
+    if is_loopback_name(settings.host) or guard.authenticating or config.auth.get("path"):
+        return
+    if settings.insecure:
+        logging.getLogger("skeino").warning(
+            "serving %s with no authentication (--insecure): anyone who can reach it has full access", settings.host)
+        return
+    raise ConfigError(f"refusing to serve {settings.host} with no authentication: set SKEINO_API_KEYS (see "
+                      "docs/security.md), bind 127.0.0.1, or pass --insecure")
 
 
 def app_factory():  # type: ignore[no-untyped-def]
@@ -72,6 +90,8 @@ def main(argv: list[str] | None = None) -> int:
         from skeino.api.app import create_app
         from skeino.graphs import GraphRegistry
 
+        guard = Guard.from_config(config)
+        _refuse_exposure(config, guard)
         registry = GraphRegistry.load(config)
     except ConfigError as exc:
         print(f"skeino: {exc}", file=sys.stderr)
@@ -88,6 +108,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "dev":
         print(_banner(config), flush=True)
         os.environ["SKEINO_CONFIG"] = str(config.config_path)
+        os.environ["SKEINO_HOST"] = settings.host  # the reloaded app checks Host names against it
+        guard.audit.close()
         os.environ["SKEINO_LOG_FORMAT"], os.environ["SKEINO_LOG_LEVEL"] = args.log_format, args.log_level
         if args.db:
             os.environ["SKEINO_DB"] = str(settings.db_path)
@@ -98,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
                     **common)  # type: ignore[arg-type]
         return 0
     print(_banner(config), flush=True)
-    uvicorn.run(create_app(config, registry), **common)  # type: ignore[arg-type]
+    uvicorn.run(create_app(config, registry, guard), **common)  # type: ignore[arg-type]
     return 0
 
 

@@ -41,6 +41,10 @@ class GraphSpec:
     description: str | None = None
 
 
+def _flag(value: str) -> bool:
+    return value.strip().lower() not in ("", "0", "false", "no", "off")
+
+
 @dataclass
 class Settings:
     """Runtime settings from the environment (SKEINO_*), overridable by the CLI."""
@@ -58,6 +62,14 @@ class Settings:
     # Large enough for a few images in a chat message; a 50 MB input would otherwise sit in memory.
     max_body_bytes: int = 10 * 1024 * 1024
     metrics: bool = True
+    dev: bool = False  # `skeino dev`: open docs, the development CORS and origin defaults
+    insecure: bool = False  # serve a non-loopback address with no authentication (--insecure)
+    api_keys: str | None = None
+    api_keys_file: Path | None = None
+    rate_limit: str | None = None  # "N/second|minute|hour" per caller
+    audit: str = "log"  # log | off | path of a JSON-lines file
+    public_docs: bool = False  # /docs and /openapi.json without a key when keys are configured
+    allowed_hosts: tuple[str, ...] = ()  # Host names answered besides loopback ones, when bound to loopback
 
     @classmethod
     def from_env(cls, env: os._Environ[str] | dict[str, str] = os.environ) -> "Settings":
@@ -88,7 +100,13 @@ class Settings:
             recovery=recovery,
             welcome_message=env.get("SKEINO_WELCOME_MESSAGE") or cls.welcome_message,
             max_body_bytes=num("SKEINO_MAX_BODY_BYTES", int, cls.max_body_bytes),
-            metrics=env.get("SKEINO_METRICS", "1").lower() not in ("0", "false", "no", "off"),
+            metrics=_flag(env.get("SKEINO_METRICS", "1")),
+            api_keys=env.get("SKEINO_API_KEYS") or None,
+            api_keys_file=Path(env["SKEINO_API_KEYS_FILE"]) if env.get("SKEINO_API_KEYS_FILE") else None,
+            rate_limit=env.get("SKEINO_RATE_LIMIT") or None,
+            audit=env.get("SKEINO_AUDIT") or cls.audit,
+            public_docs=_flag(env.get("SKEINO_PUBLIC_DOCS", "0")),
+            allowed_hosts=tuple(h.strip().lower() for h in env.get("SKEINO_ALLOWED_HOSTS", "").split(",") if h.strip()),
         )
 
 

@@ -6,7 +6,7 @@ import logging
 from contextlib import asynccontextmanager
 from typing import Any, AsyncIterator
 
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, RedirectResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -15,6 +15,8 @@ from skeino import __version__
 from skeino.api import assistants, meta, openai, runs, store, studio, threads
 from skeino.api.deps import JSON
 from skeino.api.middleware import RequestLayer
+from skeino.api.security import SecurityLayer, require_scope
+from skeino.auth.guard import Guard
 from skeino.config import Config
 from skeino.errors import SkeinoError
 from skeino.graphs import GraphRegistry
@@ -41,9 +43,10 @@ def _install_error_handlers(app: FastAPI) -> None:
         return JSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=getattr(exc, "headers", None))
 
 
-def create_app(config: Config, registry: GraphRegistry | None = None) -> FastAPI:
-    """Build the app for a loaded config; graphs are imported here unless given."""
+def create_app(config: Config, registry: GraphRegistry | None = None, guard: Guard | None = None) -> FastAPI:
+    """Build the app for a loaded config; graphs are imported and the access policy built here unless given."""
     registry = registry or GraphRegistry.load(config)
+    guard = guard or Guard.from_config(config)
     rt = Runtime(config, registry)
 
     @asynccontextmanager
@@ -53,10 +56,15 @@ def create_app(config: Config, registry: GraphRegistry | None = None) -> FastAPI
             yield
         finally:
             await rt.stop()
+            guard.audit.close()
 
-    app = FastAPI(title="skeino", version=__version__, lifespan=lifespan, default_response_class=JSON)
+    app = FastAPI(title="skeino", version=__version__, lifespan=lifespan, default_response_class=JSON,
+                  dependencies=[Depends(require_scope)])
     app.state.runtime = rt
+    app.state.guard = guard
     _install_error_handlers(app)
+    # Added last runs first: the request layer (ids, metrics, 500s) wraps the security checks.
+    app.add_middleware(SecurityLayer, guard=guard)
     app.add_middleware(RequestLayer, metrics=rt.metrics, max_body_bytes=config.settings.max_body_bytes)
     http = config.http
     if http.get("cors"):

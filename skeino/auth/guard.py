@@ -1,0 +1,89 @@
+"""The access policy of one server: keys, rate limits, audit, hosts and origins, from its settings."""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+from skeino.auth.audit import Audit
+from skeino.auth.keys import ApiKey, KeyRing
+from skeino.auth.ratelimit import RateLimiter
+from skeino.config import Config
+
+# The hosted Studio sends JSON as text/plain, i.e. without a preflight; it must keep working in dev.
+DEV_ORIGINS = ("https://smith.langchain.com", "https://eu.smith.langchain.com")
+# Content types a browser sends cross-site without asking first (a "simple" request).
+_SIMPLE_TYPES = ("text/plain", "application/x-www-form-urlencoded", "multipart/form-data")
+
+
+def is_loopback_name(host: str) -> bool:
+    host = host.strip("[]").lower()
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def hostname(host_header: str) -> str:
+    """The name in a Host header, without the port (IPv6 literals keep no brackets)."""
+    return (urlsplit(f"//{host_header}").hostname or "").lower()
+
+
+@dataclass
+class Guard:
+    keys: KeyRing
+    limiter: RateLimiter | None
+    audit: Audit
+    loopback_only: bool  # answer only loopback Host names (DNS-rebinding defence)
+    allowed_hosts: frozenset[str]
+    allowed_origins: frozenset[str]
+    open_docs: bool
+
+    @classmethod
+    def from_config(cls, config: Config) -> "Guard":
+        s = config.settings
+        keys = KeyRing.from_settings(s.api_keys, s.api_keys_file)
+        cors = config.http.get("cors") or {}
+        origins = {o for o in cors.get("allow_origins", []) if o != "*"}
+        if s.dev:
+            origins.update(DEV_ORIGINS)
+        return cls(
+            keys=keys,
+            limiter=RateLimiter.parse(s.rate_limit),
+            audit=Audit(s.audit),
+            loopback_only=is_loopback_name(s.host),
+            allowed_hosts=frozenset(s.allowed_hosts),
+            allowed_origins=frozenset(origins),
+            open_docs=s.dev or s.public_docs or not keys,
+        )
+
+    @property
+    def authenticating(self) -> bool:
+        return bool(self.keys)
+
+    def host_allowed(self, host_header: str | None) -> bool:
+        if not self.loopback_only or host_header is None:
+            return True
+        name = hostname(host_header)
+        return is_loopback_name(name) or name in self.allowed_hosts
+
+    def cross_site_refused(self, method: str, origin: str | None, content_type: str | None,
+                           host_header: str | None) -> bool:
+        """A state-changing request a browser sent from a foreign page without a preflight."""
+        if method != "POST" or origin is None:
+            return False
+        mime = (content_type or "text/plain").split(";", 1)[0].strip().lower()
+        if mime not in _SIMPLE_TYPES:
+            return False  # a browser preflighted it, and CORS decided
+        if origin in self.allowed_origins:
+            return False
+        origin_host = (urlsplit(origin).hostname or "").lower()
+        if host_header is not None and urlsplit(origin).netloc.lower() == host_header.lower():
+            return False  # same origin
+        return not is_loopback_name(origin_host)
+
+    def authenticate(self, api_key: str | None) -> ApiKey | None:
+        return self.keys.lookup(api_key) if api_key else None
