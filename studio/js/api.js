@@ -35,6 +35,25 @@ async function fail(res, path) {
   throw new ApiError(res.status, detail, path);
 }
 
+const KEY = "skeino.apiKey";
+
+/**
+ * fetch() with the API key of this tab, if any. A server that wants a key (401) gets asked
+ * for one once; the key lives in sessionStorage, so it leaves with the tab.
+ */
+async function send(path, init) {
+  const key = sessionStorage.getItem(KEY);
+  const res = await fetch(BASE + path, key ? { ...init, headers: { ...init.headers, "x-api-key": key } } : init);
+  if (res.status !== 401) return res;
+  // Requests sent together all fail together: once one of them got a key, the rest use it.
+  const current = sessionStorage.getItem(KEY);
+  if (current && current !== key) return send(path, init);
+  const entered = window.prompt(key ? "That API key was refused. API key:" : "This server needs an API key:");
+  if (!entered) return res;
+  sessionStorage.setItem(KEY, entered.trim());
+  return send(path, init);
+}
+
 /** JSON request; answers the parsed body, or null for an empty body (202/204). */
 export async function request(path, { method = "GET", body, headers = {}, signal } = {}) {
   const init = { method, headers: { Accept: "application/json", ...headers }, signal };
@@ -42,7 +61,7 @@ export async function request(path, { method = "GET", body, headers = {}, signal
     init.headers["Content-Type"] = "application/json";
     init.body = JSON.stringify(body);
   }
-  const res = await fetch(BASE + path, init);
+  const res = await send(path, init);
   if (!res.ok) await fail(res, path);
   const text = await res.text();
   return text ? JSON.parse(text) : null;
@@ -58,7 +77,7 @@ export async function stream(path, { method = "POST", body, headers = {}, signal
     init.headers["Content-Type"] = "application/json";
     init.body = JSON.stringify(body);
   }
-  const res = await fetch(BASE + path, init);
+  const res = await send(path, init);
   if (!res.ok) await fail(res, path);
   if (onOpen) onOpen(res);
   for await (const ev of readSSE(res.body, signal)) {

@@ -407,3 +407,34 @@ async def test_markdown_subset_is_safe(page: Page, server: Any) -> None:
     assert "<img" not in html and "<script" not in html
     assert 'href="javascript:' not in html
     assert "&quot;onmouseover" in html and '"onmouseover' not in html
+
+
+async def test_asks_for_an_api_key_when_the_server_wants_one(browser: Browser, tmp_path: Path) -> None:
+    from serverproc import Server
+
+    key = "studio-key-" + "k" * 20
+    srv = Server(db=tmp_path / "keyed.db", env={"SKEINO_API_KEYS": key}).start()
+    context = await browser.new_context()
+    try:
+        pg = await context.new_page()
+        prompts: list[str] = []
+
+        async def answer(dialog: Any) -> None:
+            prompts.append(dialog.message)
+            await dialog.accept(key)
+
+        pg.on("dialog", answer)
+        errors: list[str] = []
+        pg.on("pageerror", lambda exc: errors.append(str(exc)))
+        await pg.goto(f"{srv.url}/studio/")
+        await pg.wait_for_selector("body.ready")
+        await expect(pg.locator("[data-testid=assistant-item][data-graph-id=pipeline]")).to_be_visible()
+        # Asked once; the key is kept for the tab and sent on every later call.
+        assert prompts == ["This server needs an API key:"]
+        await pg.reload()
+        await pg.wait_for_selector("body.ready")
+        await expect(pg.locator("[data-testid=assistant-item][data-graph-id=pipeline]")).to_be_visible()
+        assert len(prompts) == 1 and not errors
+    finally:
+        await context.close()
+        srv.stop()
