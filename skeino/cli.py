@@ -93,6 +93,9 @@ def main(argv: list[str] | None = None) -> int:
         guard = Guard.from_config(config)
         _refuse_exposure(config, guard)
         registry = GraphRegistry.load(config)
+        # Built here so a bad store.index (an embedding function that fails to load) is a
+        # one-line refusal like every other configuration problem.
+        app = create_app(config, registry, guard)
     except ConfigError as exc:
         print(f"skeino: {exc}", file=sys.stderr)
         return EXIT_CONFIG
@@ -120,7 +123,7 @@ def main(argv: list[str] | None = None) -> int:
                     **common)  # type: ignore[arg-type]
         return 0
     print(_banner(config), flush=True)
-    uvicorn.run(create_app(config, registry, guard), **common)  # type: ignore[arg-type]
+    uvicorn.run(app, **common)  # type: ignore[arg-type]
     return 0
 
 

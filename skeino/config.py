@@ -148,6 +148,46 @@ def _read_env(value: Any, base_dir: Path, path: Path) -> dict[str, str]:
     raise ConfigError(f"{path}: 'env' must be a path to a .env file or a mapping")
 
 
+def _minutes(value: Any, where: str, path: Path) -> None:
+    """TTLs and sweep intervals are minutes; fractions are allowed (short ones help tests)."""
+    if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0):
+        raise ConfigError(f"{path}: '{where}' must be a positive number of minutes, got {value!r}")
+
+
+def _check_store(store: dict[str, Any], path: Path) -> None:
+    index = store.get("index")
+    if index:
+        if not isinstance(index, dict):
+            raise ConfigError(f"{path}: 'store.index' must be an object with 'dims' and 'embed'")
+        dims = index.get("dims")
+        if isinstance(dims, bool) or not isinstance(dims, int) or dims <= 0:
+            raise ConfigError(f"{path}: 'store.index.dims' must be a positive integer, got {dims!r}")
+        if not isinstance(index.get("embed"), str) or not index["embed"]:
+            raise ConfigError(f"{path}: 'store.index.embed' must be 'provider:model' or './file.py:function'")
+        fields = index.get("fields")
+        if fields is not None and (not isinstance(fields, list) or not all(isinstance(f, str) for f in fields)):
+            raise ConfigError(f"{path}: 'store.index.fields' must be a list of strings")
+    ttl = store.get("ttl")
+    if ttl is not None:
+        if not isinstance(ttl, dict):
+            raise ConfigError(f"{path}: 'store.ttl' must be an object")
+        for key in ("default_ttl", "sweep_interval_minutes"):
+            _minutes(ttl.get(key), f"store.ttl.{key}", path)
+
+
+def _check_thread_ttl(ttl: Any, path: Path) -> None:
+    if ttl is None:
+        return
+    if not isinstance(ttl, dict):
+        raise ConfigError(f"{path}: 'checkpointer.ttl' must be an object")
+    strategy = ttl.get("strategy", "delete")
+    if strategy != "delete":
+        # keep_latest (prune instead of delete on expiry) is not implemented: refuse, never ignore.
+        raise ConfigError(f"{path}: 'checkpointer.ttl.strategy' {strategy!r} is not supported; use 'delete'")
+    for key in ("default_ttl", "sweep_interval_minutes"):
+        _minutes(ttl.get(key), f"checkpointer.ttl.{key}", path)
+
+
 def load_config(path: str | os.PathLike[str], settings: Settings | None = None) -> Config:
     """Parse and validate langgraph.json; raise ConfigError with one clear line on any problem."""
     path = Path(path).resolve()
@@ -197,10 +237,10 @@ def load_config(path: str | os.PathLike[str], settings: Settings | None = None) 
     unsupported_http = sorted(set(http) - HTTP_KEYS)
     if unsupported_http:
         raise ConfigError(f"{path}: 'http.{unsupported_http[0]}' is not supported by this skeino version")
-    if (raw.get("checkpointer") or {}).get("ttl"):
-        raise ConfigError(f"{path}: 'checkpointer.ttl' is not supported by this skeino version")
-    if (raw.get("store") or {}).get("index"):
-        raise ConfigError(f"{path}: 'store.index' (semantic search) is not supported by this skeino version")
+    store = raw.get("store") or {}
+    checkpointer = raw.get("checkpointer") or {}
+    _check_store(store, path)
+    _check_thread_ttl(checkpointer.get("ttl"), path)
     auth = raw.get("auth") or {}
     if auth.get("path"):
         # Custom auth is not implemented yet: refuse rather than serve unprotected routes.
@@ -212,8 +252,8 @@ def load_config(path: str | os.PathLike[str], settings: Settings | None = None) 
         graphs=graphs,
         env=_read_env(raw.get("env"), base_dir, path),
         dependencies=dependencies,
-        store=raw.get("store") or {},
-        checkpointer=raw.get("checkpointer") or {},
+        store=store,
+        checkpointer=checkpointer,
         auth=auth,
         http=http,
         settings=settings or Settings.from_env(),

@@ -39,21 +39,21 @@ class LoadedGraph:
     description: str | None = None
 
 
-def _import_target(spec: GraphSpec, base_dir: Path) -> Any:
-    module_ref, _, attr = spec.path.rpartition(":")
-    where = f"graph {spec.graph_id!r} ({spec.path})"
+def import_object(ref: str, base_dir: Path, where: str, module_name: str) -> Any:
+    """The attribute a `path.py:attr` or `module:attr` reference names; ConfigError says `where` it failed."""
+    module_ref, _, attr = ref.rpartition(":")
     try:
         if module_ref.endswith(".py") or "/" in module_ref:
             file = (base_dir / module_ref).resolve()
             if not file.is_file():
                 raise ConfigError(f"{file}: file not found for {where}")
-            mod_name = f"skeino_user_graphs.{spec.graph_id}_{abs(hash(str(file)))}"
+            mod_name = f"skeino_user_graphs.{module_name}_{abs(hash(str(file)))}"
             module_spec = importlib.util.spec_from_file_location(mod_name, file)
             if module_spec is None or module_spec.loader is None:
                 raise ConfigError(f"{file}: cannot import {where}")
             module = importlib.util.module_from_spec(module_spec)
             sys.modules[mod_name] = module
-            # Let the graph file import its siblings, as it would when run directly.
+            # Let the file import its siblings, as it would when run directly.
             if str(file.parent) not in sys.path:
                 sys.path.insert(0, str(file.parent))
             module_spec.loader.exec_module(module)
@@ -66,6 +66,10 @@ def _import_target(spec: GraphSpec, base_dir: Path) -> Any:
     if not hasattr(module, attr):
         raise ConfigError(f"{module_ref}: {where} has no attribute {attr!r}")
     return getattr(module, attr)
+
+
+def _import_target(spec: GraphSpec, base_dir: Path) -> Any:
+    return import_object(spec.path, base_dir, f"graph {spec.graph_id!r} ({spec.path})", spec.graph_id)
 
 
 def _load_one(spec: GraphSpec, base_dir: Path) -> LoadedGraph:

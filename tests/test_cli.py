@@ -147,8 +147,11 @@ def test_unsupported_http_and_checkpointer_keys_are_refused(tmp_path) -> None:
     import sys
 
     for extra, named in (({"http": {"app": "./app.py:app"}}, "http.app"),
-                         ({"checkpointer": {"ttl": {"default_ttl": 5}}}, "checkpointer.ttl"),
-                         ({"store": {"index": {"dims": 3}}}, "store.index")):
+                         ({"checkpointer": {"ttl": {"strategy": "keep_latest"}}}, "checkpointer.ttl.strategy"),
+                         ({"checkpointer": {"ttl": {"default_ttl": -5}}}, "checkpointer.ttl.default_ttl"),
+                         ({"store": {"ttl": {"sweep_interval_minutes": "often"}}}, "store.ttl.sweep_interval_minutes"),
+                         ({"store": {"index": {"dims": 3}}}, "store.index.embed"),
+                         ({"store": {"index": {"dims": 0, "embed": "./e.py:f"}}}, "store.index.dims")):
         config = tmp_path / "langgraph.json"
         config.write_text(json.dumps({"graphs": {"g": "./g.py:graph"}, **extra}))
         proc = subprocess.run([sys.executable, "-m", "skeino.cli", "serve", "--config", str(config)],

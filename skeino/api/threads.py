@@ -44,8 +44,14 @@ async def prune_threads(body: ThreadPrune, rt: Runtime = Depends(runtime)) -> An
 
 
 @router.get("/{thread_id}")
-async def get_thread(thread_id: str, rt: Runtime = Depends(runtime)) -> Any:
-    return await rt.threads.get(thread_id)
+async def get_thread(thread_id: str, include: str | None = None, rt: Runtime = Depends(runtime)) -> Any:
+    thread = await rt.threads.get(thread_id)
+    # `?include=ttl` adds the thread's TTL, when it has one, as the official server does.
+    if include and "ttl" in (f.strip() for f in include.split(",")):
+        ttl = await rt.threads.ttl(thread_id)
+        if ttl is not None:
+            thread = {**thread, "ttl": ttl}
+    return thread
 
 
 @router.patch("/{thread_id}")

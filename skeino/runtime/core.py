@@ -16,6 +16,7 @@ from skeino.runtime.queue import RunQueue
 from skeino.runtime.runs import RunService
 from skeino.runtime.store import StoreService
 from skeino.runtime.threads import ThreadService
+from skeino.runtime.ttl import ThreadSweeper
 from skeino.storage import Storage, create_storage
 
 logger = logging.getLogger("skeino")
@@ -35,7 +36,10 @@ class Runtime:
         self.queue = RunQueue(self.storage, self.executor, self.broker, self.settings.max_concurrent_runs)
         self.assistants = AssistantService(self.storage, registry)
         self.runs = RunService(self.storage, self.assistants, self.broker, self.queue, self.settings)
-        self.threads = ThreadService(self.storage, registry, self.runs)
+        thread_ttl = config.checkpointer.get("ttl") or {}
+        self.threads = ThreadService(self.storage, registry, self.runs, default_ttl=thread_ttl.get("default_ttl"))
+        # Always running: a thread created with its own ttl expires even without checkpointer.ttl.
+        self.thread_sweeper = ThreadSweeper(self.storage, self.threads, thread_ttl.get("sweep_interval_minutes"))
         self.store: StoreService  # bound to the storage's store once it is open
 
     async def delete_assistant(self, assistant_id: str, *, delete_threads: bool) -> None:
@@ -56,11 +60,13 @@ class Runtime:
     async def start(self) -> None:
         await self.storage.open()
         self.registry.bind(self.storage.checkpointer, self.storage.store)
-        self.store = StoreService(self.storage.store)
+        self.store = StoreService(self.storage.store, indexed=bool(self.config.store.get("index")))
         await self.assistants.ensure_defaults()
         await self.runs.recover()
+        self.thread_sweeper.start()
 
     async def stop(self) -> None:
+        await self.thread_sweeper.stop()
         await self.queue.shutdown(self.settings.shutdown_grace)
         self.broker.close()
         await self.storage.close()

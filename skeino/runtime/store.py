@@ -17,11 +17,12 @@ def _item(item: Item) -> dict[str, Any]:
 
 
 class StoreService:
-    def __init__(self, store: BaseStore) -> None:
+    def __init__(self, store: BaseStore, *, indexed: bool = False) -> None:
         self._store = store
+        self._indexed = indexed  # langgraph.json configures store.index (semantic search)
 
     async def put(self, namespace: list[str], key: str, value: dict[str, Any], *, index: Any, ttl: float | None) -> None:
-        if index:
+        if index and not self._indexed:
             raise NotSupported("store 'index' (semantic search) is not configured on this server")
         await self._store.aput(tuple(namespace), key, value, index=index, ttl=ttl)
 
@@ -37,10 +38,10 @@ class StoreService:
 
     async def search(self, namespace_prefix: list[str], *, filter: dict[str, Any] | None, limit: int, offset: int,
                      query: str | None, refresh_ttl: bool | None) -> list[dict[str, Any]]:
-        if query:
+        if query and not self._indexed:
             raise NotSupported("store 'query' (semantic search) is not configured on this server")
         items = await self._store.asearch(tuple(namespace_prefix), filter=filter, limit=limit, offset=offset,
-                                          refresh_ttl=refresh_ttl)
+                                          query=query, refresh_ttl=refresh_ttl)
         return [_item(i) for i in items]
 
     async def namespaces(self, *, prefix: list[str] | None, suffix: list[str] | None, max_depth: int | None,

@@ -8,10 +8,11 @@ from typing import TYPE_CHECKING, Any
 from langgraph.errors import InvalidUpdateError
 
 from skeino import serde
-from skeino.errors import BadRequest, Conflict, Invalid, NotFound, NotSupported
+from skeino.errors import BadRequest, Conflict, Invalid, NotFound
 from skeino.graphs import GraphRegistry
 from skeino.runtime.assistants import is_uuid
 from skeino.runtime.state import empty_state, snapshot_to_state, thread_interrupts
+from skeino.runtime.ttl import thread_ttl_minutes
 from skeino.storage.base import Record, Storage, now_iso
 
 if TYPE_CHECKING:
@@ -43,23 +44,26 @@ def checkpoint_config(thread_id: str, checkpoint: Record | None = None, checkpoi
 
 
 class ThreadService:
-    def __init__(self, storage: Storage, registry: GraphRegistry, runs: "RunService") -> None:
+    def __init__(self, storage: Storage, registry: GraphRegistry, runs: "RunService",
+                 default_ttl: float | None = None) -> None:
         self._storage = storage
         self._registry = registry
         self._runs = runs
+        self._default_ttl = default_ttl  # minutes, langgraph.json checkpointer.ttl.default_ttl
 
     async def create(self, body: dict[str, Any]) -> Record:
         thread_id = body.get("thread_id") or str(uuid.uuid4())
         if not is_uuid(thread_id):
             raise Invalid("Invalid thread ID: must be a UUID")
-        if body.get("ttl"):
-            raise NotSupported("thread 'ttl' is not supported by this skeino version")
+        ttl = thread_ttl_minutes(body["ttl"]) if body.get("ttl") is not None else self._default_ttl
         record = new_thread_record(thread_id, body.get("metadata"))
         created = await self._storage.thread_create(record)
         if created is None:
             if body.get("if_exists") == "do_nothing":
                 return await self.get(thread_id)
             raise Conflict(f"Thread with ID {thread_id} already exists")
+        if ttl is not None:
+            await self._storage.thread_ttl_set(thread_id, strategy="delete", ttl_minutes=ttl)
         if body.get("supersteps"):
             try:
                 await self._apply_supersteps(created, body["supersteps"])
@@ -94,12 +98,18 @@ class ThreadService:
 
     async def patch(self, thread_id: str, body: dict[str, Any]) -> Record:
         await self.get(thread_id)
-        if body.get("ttl"):
-            raise NotSupported("thread 'ttl' is not supported by this skeino version")
+        ttl = thread_ttl_minutes(body["ttl"]) if body.get("ttl") is not None else None
         updated = await self._storage.thread_update(thread_id, {}, merge_metadata=body.get("metadata") or {})
         if updated is None:
             raise NotFound(f"Thread with ID {thread_id} not found")
+        if ttl is not None:
+            # A new TTL counts from now, as the official API's "minutes from now" says.
+            await self._storage.thread_ttl_set(thread_id, strategy="delete", ttl_minutes=ttl)
         return updated
+
+    async def ttl(self, thread_id: str) -> Record | None:
+        """The thread's `{strategy, ttl_minutes, expires_at}`, or None when it never expires."""
+        return await self._storage.thread_ttl_get(thread_id)
 
     async def delete(self, thread_id: str) -> None:
         await self.get(thread_id)

@@ -8,9 +8,11 @@ from skeino.storage.base import Storage
 
 def create_storage(config: Config) -> Storage:
     """The backend the config asks for; SQLite in a local file by default."""
+    from skeino.storage.index import resolve_index
     from skeino.storage.sqlite import SqliteStorage
 
-    return SqliteStorage(config.db_path, store_config=config.store)
+    index = resolve_index(config.store.get("index"), config.base_dir, config.config_path)
+    return SqliteStorage(config.db_path, store_config=config.store, index=index)
 
 
 __all__ = ["Storage", "create_storage"]

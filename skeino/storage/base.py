@@ -24,6 +24,10 @@ def now_iso() -> str:
     return datetime.now(timezone.utc).isoformat()
 
 
+def iso_from_epoch(seconds: float) -> str:
+    return datetime.fromtimestamp(seconds, timezone.utc).isoformat()
+
+
 def json_contains(doc: Any, query: Any) -> bool:
     """JSONB-style containment: every key/value of `query` is present in `doc`."""
     if isinstance(query, dict):
@@ -69,6 +73,16 @@ class Storage(Protocol):
         """Set columns in `changes`; shallow-merge `merge_metadata` into metadata."""
     async def thread_delete(self, thread_id: str) -> bool:
         """Delete the thread, its runs, stream logs and checkpoints, in one transaction."""
+    async def thread_ttl_set(self, thread_id: str, *, strategy: str, ttl_minutes: float, now: float | None = None) -> bool:
+        """Make the thread expire `ttl_minutes` after `now` (epoch seconds; the current time by default).
+
+        Replaces an earlier TTL; False, writing nothing, if the thread does not exist.
+        thread_delete removes the TTL with the thread.
+        """
+    async def thread_ttl_get(self, thread_id: str) -> Record | None:
+        """`{strategy, ttl_minutes, expires_at}` (ISO-8601), or None if the thread has no TTL."""
+    async def threads_expired(self, *, now: float | None = None, limit: int = 100) -> list[str]:
+        """Ids of threads whose TTL ran out at or before `now`, soonest-expired first."""
     async def thread_search(
         self, *, ids: Sequence[str] | None, metadata: Record | None, values: Record | None,
         status: str | None, limit: int, offset: int, sort_by: str, sort_order: SortOrder,

@@ -3,7 +3,8 @@
 Every storage call runs whole on a single worker thread that owns the connection: a
 transaction (BEGIN ... COMMIT) costs one hop from the event loop instead of one per
 statement, and writers never contend inside SQLite (whose busy handler naps 1-100 ms).
-LangGraph's store keeps its own aiosqlite connection: it is used rarely.
+LangGraph's store keeps its own aiosqlite connection: it is used rarely, and its vector
+search embeds queries on the event loop, which must not hold up the storage thread.
 """
 
 from __future__ import annotations
@@ -11,11 +12,13 @@ from __future__ import annotations
 import asyncio
 import functools
 import sqlite3
+import time
 import concurrent.futures
 import queue
 import threading
 from contextlib import contextmanager
 from pathlib import Path
+from types import ModuleType
 from typing import Any, AsyncIterator, Callable, Iterator, Sequence, TypeVar
 
 import aiosqlite
@@ -25,7 +28,8 @@ from langgraph.checkpoint.base import BaseCheckpointSaver, ChannelVersions, Chec
 from langgraph.checkpoint.sqlite import SqliteSaver
 from langgraph.store.sqlite.aio import AsyncSqliteStore
 
-from skeino.storage.base import Record, SortOrder, json_contains, now_iso
+from skeino.storage.base import Record, SortOrder, json_contains, iso_from_epoch, now_iso
+from skeino.storage.sqlite.driver import setup_saver, sqlite_api
 from skeino.storage.sqlite.migrations import migrate
 
 _ASSISTANT_COLS = ("assistant_id", "graph_id", "config", "context", "metadata", "name", "description", "version", "created_at", "updated_at")
@@ -87,8 +91,9 @@ class StorageThread:
     event loop: under load the thread crossings, not the SQL, were the cost.
     """
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, api: ModuleType = sqlite3) -> None:
         self.path = path
+        self.api = api
         self._queue: queue.SimpleQueue[tuple[Callable[[], Any], asyncio.Future[Any] | concurrent.futures.Future[Any]] | None]
         self._queue = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
@@ -147,7 +152,7 @@ class StorageThread:
         self._thread.start()
 
         def connect() -> sqlite3.Connection:
-            conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+            conn = self.api.connect(self.path, check_same_thread=False, isolation_level=None)
             for pragma in _PRAGMAS:
                 conn.execute(pragma)
             conn.create_function("json_contains", 2, _sql_contains, deterministic=True)
@@ -230,10 +235,14 @@ class ThreadedSqliteSaver(BaseCheckpointSaver[str]):
 class SqliteStorage:
     """The embedded default backend."""
 
-    def __init__(self, path: str | Path, *, store_config: dict[str, Any] | None = None) -> None:
+    def __init__(self, path: str | Path, *, store_config: dict[str, Any] | None = None,
+                 index: dict[str, Any] | None = None) -> None:
+        """`index` is the store's vector index (dims, embed, fields), embeddings already loaded."""
         self.path = str(path)
         self._store_config = store_config or {}
-        self._db = StorageThread(self.path)
+        self._index = index
+        self._api = sqlite_api(extensions=index is not None)
+        self._db = StorageThread(self.path, self._api)
         self._store_conn: aiosqlite.Connection | None = None
         self._saver: SqliteSaver
         self.checkpointer: ThreadedSqliteSaver
@@ -246,15 +255,16 @@ class SqliteStorage:
         conn = await self._db.open()
         await self._db.run(migrate, conn)
         self._saver = SqliteSaver(conn)
-        await self._db.run(self._saver.setup)
+        await self._db.run(setup_saver, self._saver)
         self.checkpointer = ThreadedSqliteSaver(self._db, self._saver)
-        self._store_conn = await aiosqlite.connect(self.path, isolation_level=None)
+        api, path = self._api, self.path
+        self._store_conn = await aiosqlite.Connection(lambda: api.connect(path, isolation_level=None), 64)
         for pragma in _PRAGMAS:
             await self._store_conn.execute(pragma)
         # Items PUT with a ttl must expire even when langgraph.json sets no store.ttl,
         # so a sweeper always runs (every minute unless configured).
         ttl = {"sweep_interval_minutes": 1, **(self._store_config.get("ttl") or {})}
-        self.store = AsyncSqliteStore(self._store_conn, ttl=ttl)  # type: ignore[arg-type]
+        self.store = AsyncSqliteStore(self._store_conn, ttl=ttl, index=self._index)  # type: ignore[arg-type]
         await self.store.setup()
         await self.store.start_ttl_sweeper()
 
@@ -462,7 +472,35 @@ class SqliteStorage:
             conn.execute("DELETE FROM runs WHERE thread_id = ?", (thread_id,))
             conn.execute("DELETE FROM checkpoints WHERE thread_id = ?", (thread_id,))
             conn.execute("DELETE FROM writes WHERE thread_id = ?", (thread_id,))
+            conn.execute("DELETE FROM thread_ttl WHERE thread_id = ?", (thread_id,))
             return cur.rowcount > 0
+
+    @_threaded
+    def thread_ttl_set(self, thread_id: str, *, strategy: str, ttl_minutes: float, now: float | None = None) -> bool:
+        expires_at = (time.time() if now is None else now) + ttl_minutes * 60
+        with self._tx() as conn:
+            if not self._one("SELECT 1 FROM threads WHERE thread_id = ?", (thread_id,)):
+                return False
+            conn.execute(
+                "INSERT OR REPLACE INTO thread_ttl (thread_id, strategy, ttl_minutes, expires_at) VALUES (?, ?, ?, ?)",
+                (thread_id, strategy, ttl_minutes, expires_at),
+            )
+            return True
+
+    @_threaded
+    def thread_ttl_get(self, thread_id: str) -> Record | None:
+        row = self._one("SELECT strategy, ttl_minutes, expires_at FROM thread_ttl WHERE thread_id = ?", (thread_id,))
+        if not row:
+            return None
+        return {"strategy": row[0], "ttl_minutes": row[1], "expires_at": iso_from_epoch(row[2])}
+
+    @_threaded
+    def threads_expired(self, *, now: float | None = None, limit: int = 100) -> list[str]:
+        rows = self._all(
+            "SELECT thread_id FROM thread_ttl WHERE expires_at <= ? ORDER BY expires_at LIMIT ?",
+            (time.time() if now is None else now, limit),
+        )
+        return [r[0] for r in rows]
 
     @staticmethod
     def _thread_where(ids: Sequence[str] | None, metadata: Record | None, values: Record | None,

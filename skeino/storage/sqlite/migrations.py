@@ -70,6 +70,16 @@ MIGRATIONS: list[str] = [
         PRIMARY KEY (run_id, seq)
     );
     """,
+    # 2: thread time-to-live (expires_at in seconds since the epoch, UTC)
+    """
+    CREATE TABLE thread_ttl (
+        thread_id TEXT PRIMARY KEY,
+        strategy TEXT NOT NULL,
+        ttl_minutes REAL NOT NULL,
+        expires_at REAL NOT NULL
+    );
+    CREATE INDEX thread_ttl_expires ON thread_ttl (expires_at);
+    """,
 ]
 
 
