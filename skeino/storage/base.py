@@ -83,6 +83,8 @@ class Storage(Protocol):
         """`{strategy, ttl_minutes, expires_at}` (ISO-8601), or None if the thread has no TTL."""
     async def threads_expired(self, *, now: float | None = None, limit: int = 100) -> list[str]:
         """Ids of threads whose TTL ran out at or before `now`, soonest-expired first."""
+    async def store_sweep_expired(self) -> int:
+        """Delete the store items whose TTL ran out; how many went. The backend's own sweeper calls it too."""
     async def thread_search(
         self, *, ids: Sequence[str] | None, metadata: Record | None, values: Record | None,
         status: str | None, limit: int, offset: int, sort_by: str, sort_order: SortOrder,

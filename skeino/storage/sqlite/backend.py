@@ -487,6 +487,9 @@ class SqliteStorage:
             )
             return True
 
+    async def store_sweep_expired(self) -> int:
+        return await self.store.sweep_ttl()
+
     @_threaded
     def thread_ttl_get(self, thread_id: str) -> Record | None:
         row = self._one("SELECT strategy, ttl_minutes, expires_at FROM thread_ttl WHERE thread_id = ?", (thread_id,))
