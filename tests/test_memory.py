@@ -91,3 +91,36 @@ def test_a_broken_embedding_reference_refuses_to_start(tmp_path: Path) -> None:
                               capture_output=True, text=True, timeout=60)
         assert proc.returncode == 2, proc.stderr
         assert "store.index.embed" in proc.stderr and named in proc.stderr and "Traceback" not in proc.stderr
+
+
+async def test_turning_the_index_on_keeps_an_existing_database(tmp_path: Path) -> None:
+    """A database written without store.index opens with it (through an extension-capable SQLite
+    where this Python's cannot load sqlite-vec): threads, checkpoints and store items survive."""
+    from skeino.storage.index import resolve_index
+    from skeino.storage.sqlite import SqliteStorage
+
+    db = tmp_path / "skeino.db"
+    plain = SqliteStorage(db)
+    await plain.open()
+    try:
+        thread_id = "6f1d4a59-1f7e-4d8e-9f0a-2b9c5e3d7a10"
+        await plain.thread_create({"thread_id": thread_id, "created_at": "t", "updated_at": "t",
+                                   "state_updated_at": "t", "metadata": {}, "status": "idle", "config": {},
+                                   "values": None, "interrupts": {}, "error": None})
+        await plain.store.aput(("notes",), "old", {"text": "written before the index"})
+    finally:
+        await plain.close()
+
+    index = resolve_index(INDEX, tmp_path, tmp_path / "langgraph.json")
+    for _ in range(2):  # and again: the checkpointer's schema step runs on every open
+        indexed = SqliteStorage(db, index=index)
+        await indexed.open()
+        try:
+            assert (await indexed.thread_get(thread_id))["thread_id"] == thread_id  # type: ignore[index]
+            assert (await indexed.store.aget(("notes",), "old")).value == {"text": "written before the index"}  # type: ignore[union-attr]
+            await indexed.store.aput(("notes",), "new", {"text": "semantic memory for agents"})
+            hits = await indexed.store.asearch(("notes",), query="agents memory")
+            # Only items written since the index exists have vectors to rank.
+            assert [h.key for h in hits] == ["new"] and hits[0].score is not None
+        finally:
+            await indexed.close()
