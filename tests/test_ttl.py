@@ -101,11 +101,25 @@ async def test_store_items_written_by_a_graph_with_a_ttl_expire(ttl_server: Serv
     await client.store.put_item(["memories", "ttl"], "lasting", {"text": "kept"})
 
     async def only_lasting_left() -> bool:
-        items = (await client.store.search_items(["memories", "ttl"]))["items"]
+        items = (await client.store.search_items(["memories", "ttl"], refresh_ttl=False))["items"]
         return [i["key"] for i in items] == ["lasting"]
 
     assert len((await client.store.search_items(["memories", "ttl"]))["items"]) == 2
     assert await eventually(only_lasting_left)
+
+
+async def test_reading_an_item_refreshes_its_ttl(ttl_server: Server) -> None:
+    client = get_client(url=ttl_server.url)
+    ns = ["refresh", "test"]
+    await client.store.put_item(ns, "read", {"v": 1}, ttl=0.05)
+    await client.store.put_item(ns, "unread", {"v": 2}, ttl=0.05)
+
+    async def unread_gone_while_read_kept() -> bool:
+        assert await client.store.get_item(ns, "read") is not None  # refreshes its 3 s
+        keys = {i["key"] for i in (await client.store.search_items(ns, refresh_ttl=False))["items"]}
+        return keys == {"read"}
+
+    assert await eventually(unread_gone_while_read_kept)
 
 
 async def test_bad_thread_ttls_are_refused_by_name(ttl_server: Server) -> None:

@@ -262,8 +262,9 @@ class SqliteStorage:
         for pragma in _PRAGMAS:
             await self._store_conn.execute(pragma)
         # Items PUT with a ttl must expire even when langgraph.json sets no store.ttl,
-        # so a sweeper always runs (every minute unless configured).
-        ttl = {"sweep_interval_minutes": 1, **(self._store_config.get("ttl") or {})}
+        # so a sweeper always runs (every minute unless configured). Reads refresh TTLs unless
+        # told not to, as the official server's default is (LangGraph's SQLite store's is not).
+        ttl = {"sweep_interval_minutes": 1, "refresh_on_read": True, **(self._store_config.get("ttl") or {})}
         self.store = AsyncSqliteStore(self._store_conn, ttl=ttl, index=self._index)  # type: ignore[arg-type]
         await self.store.setup()
         await self.store.start_ttl_sweeper()
