@@ -77,10 +77,12 @@ async def test_store_sweep_deletes_only_expired_items(storage: Storage) -> None:
     await storage.store.aput(ns, "short", {"v": 1}, ttl=0.001)
     await storage.store.aput(ns, "long", {"v": 2}, ttl=60)
     await storage.store.aput(ns, "forever", {"v": 3})
-    # The store keeps expiry to the second: sweep until the short item goes, or give up.
+    # The store keeps expiry to the second: sweep until the short item goes, or give up. Reads
+    # must not refresh the TTL they are waiting on.
     deadline = time.monotonic() + 10
-    while await storage.store.aget(ns, "short") is not None and time.monotonic() < deadline:
+    while await storage.store.aget(ns, "short", refresh_ttl=False) is not None and time.monotonic() < deadline:
         await storage.store_sweep_expired()
         await asyncio.sleep(0.2)
-    assert await storage.store.aget(ns, "short") is None
-    assert {i.key for i in await storage.store.asearch(ns)} == {"long", "forever"}
+    assert await storage.store.aget(ns, "short", refresh_ttl=False) is None
+    assert {i.key for i in await storage.store.asearch(ns, refresh_ttl=False)} == {"long", "forever"}
+
