@@ -85,7 +85,8 @@ def test_a_broken_embedding_reference_refuses_to_start(tmp_path: Path) -> None:
     import subprocess
     import sys
 
-    for embed, named in ((f"{GRAPHS}/embed.py:nope", "'nope'"), ("./missing.py:embed", "file not found")):
+    for embed, named in ((f"{GRAPHS}/embed.py:nope", "'nope'"), ("./missing.py:embed", "file not found"),
+                         ("nosuchprovider:some-model", "'nosuchprovider:some-model' cannot be loaded")):
         config = write_config(tmp_path, index={**INDEX, "embed": embed})
         proc = subprocess.run([sys.executable, "-m", "skeino.cli", "serve", "--config", str(config)],
                               capture_output=True, text=True, timeout=60)

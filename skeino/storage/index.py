@@ -25,7 +25,7 @@ def _embeddings(embed: str, base_dir: Path, config_path: Path) -> Embeddings:
         return ensure_embeddings(target)
     try:
         return ensure_embeddings(embed)
-    except (ImportError, ValueError) as exc:
+    except Exception as exc:  # missing packages, unknown provider, no API key: all the user's to fix
         raise ConfigError(f"{config_path}: 'store.index.embed' {embed!r} cannot be loaded: {exc}") from None
 
 
