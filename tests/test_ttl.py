@@ -74,9 +74,8 @@ async def test_a_thread_with_a_ttl_is_deleted_with_its_runs_and_checkpoints(ttl_
     await client.runs.wait(kept["thread_id"], "memory", input={"user": "t"})
     before = rows_for(ttl_server.db, doomed["thread_id"])
     assert before["runs"] == 1 and before["checkpoints"] > 0 and before["thread_ttl"] == 1
-    async with httpx.AsyncClient(base_url=ttl_server.url) as http:
-        shown = (await http.get(f"/threads/{doomed['thread_id']}", params={"include": "ttl"})).json()
-        plain = (await http.get(f"/threads/{doomed['thread_id']}")).json()
+    shown = await client.threads.get(doomed["thread_id"], include=["ttl"])
+    plain = await client.threads.get(doomed["thread_id"])
     assert shown["ttl"]["strategy"] == "delete" and shown["ttl"]["ttl_minutes"] == SHORT
     assert shown["ttl"]["expires_at"] > shown["created_at"] and "ttl" not in plain
 
