@@ -24,7 +24,7 @@ KNOWN_KEYS = {
 # `http` keys skeino honours; any other is refused so no setting is silently dropped.
 HTTP_KEYS = {
     "cors", "disable_assistants", "disable_threads", "disable_runs", "disable_store", "disable_meta",
-    "disable_ui", "disable_mcp", "disable_a2a", "disable_webhooks",
+    "disable_ui", "disable_mcp", "disable_a2a", "disable_webhooks", "webhooks",
 }
 
 
@@ -70,6 +70,10 @@ class Settings:
     audit: str = "log"  # log | off | path of a JSON-lines file
     public_docs: bool = False  # /docs and /openapi.json without a key when keys are configured
     allowed_hosts: tuple[str, ...] = ()  # Host names answered besides loopback ones, when bound to loopback
+    # Hosts webhooks may reach; when set, only these ("*.example.com" matches subdomains).
+    webhook_allowed_hosts: tuple[str, ...] = ()
+    # Shifts the cron scheduler's clock: lets tests reach a schedule's next tick without waiting.
+    clock_offset_seconds: float = 0.0
 
     @classmethod
     def from_env(cls, env: os._Environ[str] | dict[str, str] = os.environ) -> "Settings":
@@ -107,6 +111,10 @@ class Settings:
             audit=env.get("SKEINO_AUDIT") or cls.audit,
             public_docs=_flag(env.get("SKEINO_PUBLIC_DOCS", "0")),
             allowed_hosts=tuple(h.strip().lower() for h in env.get("SKEINO_ALLOWED_HOSTS", "").split(",") if h.strip()),
+            webhook_allowed_hosts=tuple(
+                h.strip().lower() for h in env.get("SKEINO_WEBHOOK_ALLOWED_HOSTS", "").split(",") if h.strip()
+            ),
+            clock_offset_seconds=num("SKEINO_CLOCK_OFFSET_SECONDS", float, 0.0),
         )
 
 
@@ -123,6 +131,7 @@ class Config:
     checkpointer: dict[str, Any] = field(default_factory=dict)
     auth: dict[str, Any] = field(default_factory=dict)
     http: dict[str, Any] = field(default_factory=dict)
+    webhooks: dict[str, Any] = field(default_factory=dict)
     settings: Settings = field(default_factory=Settings)
 
     @property
@@ -230,7 +239,7 @@ def load_config(path: str | os.PathLike[str], settings: Settings | None = None) 
         if dep.startswith(".") or dep.startswith("/") or candidate.exists():
             dependencies.append(candidate)
 
-    for key in ("store", "checkpointer", "auth", "http"):
+    for key in ("store", "checkpointer", "auth", "http", "webhooks"):
         if key in raw and raw[key] is not None and not isinstance(raw[key], dict):
             raise ConfigError(f"{path}: '{key}' must be an object")
     http = raw.get("http") or {}
@@ -256,5 +265,7 @@ def load_config(path: str | os.PathLike[str], settings: Settings | None = None) 
         checkpointer=checkpointer,
         auth=auth,
         http=http,
+        # The official CLI reads a top-level `webhooks`; `http.webhooks` is accepted as well.
+        webhooks=raw.get("webhooks") or http.get("webhooks") or {},
         settings=settings or Settings.from_env(),
     )

@@ -187,6 +187,62 @@ class RunsCancel(Body):
     status: Literal["pending", "running", "all"] | None = None
 
 
+# crons ------------------------------------------------------------------------------
+CronField = Literal["cron_id", "assistant_id", "thread_id", "on_run_completed", "end_time", "schedule", "timezone",
+                    "created_at", "updated_at", "user_id", "payload", "next_run_date", "metadata", "enabled"]
+
+
+class CronRun(Body):
+    """What every run of a cron is made from (stored as the cron's payload)."""
+
+    input: Json = None
+    config: dict[str, Any] | None = None
+    context: dict[str, Any] | None = None
+    metadata: dict[str, Any] | None = None
+    webhook: str | None = Field(None, min_length=1)
+    interrupt_before: Literal["*"] | list[str] | None = None
+    interrupt_after: Literal["*"] | list[str] | None = None
+    stream_mode: StreamMode | list[StreamMode] | None = None
+    stream_subgraphs: bool | None = None
+    stream_resumable: bool | None = None
+    durability: Literal["sync", "async", "exit"] | None = None
+    checkpoint_during: bool | None = None
+    timezone: str | None = None
+    end_time: str | None = None
+    enabled: bool | None = None
+
+
+class ThreadCronCreate(CronRun):
+    assistant_id: str
+    schedule: str
+    multitask_strategy: MultitaskStrategy | None = None
+
+
+class CronCreate(ThreadCronCreate):
+    on_run_completed: Literal["delete", "keep"] | None = None
+
+
+class CronPatch(CronRun):
+    schedule: str | None = None
+    on_run_completed: Literal["delete", "keep"] | None = None
+
+
+class CronCount(Body):
+    assistant_id: str | None = None
+    thread_id: str | None = None
+    metadata: dict[str, Any] | None = None
+
+
+class CronSearch(CronCount):
+    enabled: bool | None = None
+    limit: int = Field(10, ge=1, le=1000)
+    offset: int = Field(0, ge=0)
+    sort_by: Literal["cron_id", "assistant_id", "thread_id", "next_run_date", "end_time", "created_at",
+                     "updated_at"] | None = None
+    sort_order: SortOrder | None = None
+    select: list[CronField] | None = None
+
+
 # store ------------------------------------------------------------------------------
 class StorePut(Body):
     namespace: list[str]

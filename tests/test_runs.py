@@ -357,7 +357,7 @@ async def test_errors_and_headers(server: Server, client: Any) -> None:
         res = await http.post(f"/threads/{tid}/runs", json={"assistant_id": "counter", "bogus": 1})
         assert res.status_code == 422 and res.json()["detail"][0]["loc"] == ["body", "bogus"]
         res = await http.post(f"/threads/{tid}/runs", json={"assistant_id": "counter", "webhook": "http://127.0.0.1:1/x"})
-        assert res.status_code == 501 and "webhook" in res.json()["detail"]
+        assert res.status_code == 422 and "loopback" in res.json()["detail"]
         res = await http.post(f"/threads/{tid}/runs", json={"assistant_id": "nope"})
         assert res.status_code == 404
         res = await http.get(f"/threads/{tid}/runs/00000000-0000-0000-0000-000000000000")

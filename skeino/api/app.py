@@ -12,7 +12,7 @@ from fastapi.responses import JSONResponse, RedirectResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from skeino import __version__
-from skeino.api import assistants, meta, openai, runs, store, studio, threads
+from skeino.api import assistants, crons, meta, openai, runs, store, studio, threads
 from skeino.api.deps import JSON
 from skeino.api.middleware import RequestLayer
 from skeino.api.security import SecurityLayer, require_scope
@@ -76,8 +76,11 @@ def create_app(config: Config, registry: GraphRegistry | None = None, guard: Gua
         "disable_runs": runs.router, "disable_store": store.router, "disable_meta": meta.router,
     }
     skip = {id(router) for key, router in disabled.items() if http.get(key)}
+    if http.get("disable_runs"):
+        skip.add(id(crons.router))  # crons are runs on a schedule
     # Runs first: routes are matched in order and run creation is the hot path.
-    for router in (runs.router, threads.router, assistants.router, meta.router, store.router, openai.router):
+    for router in (runs.router, crons.router, threads.router, assistants.router, meta.router, store.router,
+                   openai.router):
         if id(router) not in skip:
             app.include_router(router)
     if http.get("disable_ui"):

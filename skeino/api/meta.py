@@ -54,6 +54,6 @@ async def info(rt: Runtime = Depends(runtime)) -> Any:
         "version": __version__,
         "langgraph_py_version": langgraph.version.__version__,
         "graphs": rt.registry.ids(),
-        "flags": {"assistants": True, "crons": False, "langsmith": False, "strict_resume": STRICT_RESUME},
+        "flags": {"assistants": True, "crons": True, "langsmith": False, "strict_resume": STRICT_RESUME},
         "host": {"kind": "self-hosted"},
     }

@@ -10,7 +10,7 @@ from fastapi import APIRouter, Depends, Header, Query, Request
 from fastapi.responses import Response
 
 from skeino.api.deps import JSON, runtime
-from skeino.errors import Invalid, NotSupported
+from skeino.errors import Invalid
 from skeino.runtime.broker import Event
 from skeino.runtime.core import Runtime
 from skeino.schemas import RunCreate, RunsCancel
@@ -205,10 +205,3 @@ async def cancel_runs(body: RunsCancel, action: Literal["interrupt", "rollback"]
                       rt: Runtime = Depends(runtime)) -> Response:
     await rt.runs.cancel_many({**body.data(), "action": action})
     return Response(status_code=204)
-
-
-# crons ------------------------------------------------------------------------------------
-@router.api_route("/runs/crons{rest:path}", methods=["GET", "POST", "PATCH", "DELETE"], include_in_schema=False)
-@router.api_route("/threads/{thread_id}/runs/crons", methods=["POST"], include_in_schema=False)
-async def crons_not_supported() -> Response:
-    raise NotSupported("crons are not supported by this skeino version")

@@ -10,6 +10,7 @@ from skeino.errors import Unavailable
 from skeino.graphs import GraphRegistry
 from skeino.runtime.assistants import AssistantService
 from skeino.runtime.broker import StreamBroker
+from skeino.runtime.crons import Clock, CronScheduler, CronService
 from skeino.runtime.executor import RunExecutor
 from skeino.runtime.metrics import Metrics
 from skeino.runtime.queue import RunQueue
@@ -17,6 +18,7 @@ from skeino.runtime.runs import RunService
 from skeino.runtime.store import StoreService
 from skeino.runtime.threads import ThreadService
 from skeino.runtime.ttl import ThreadSweeper
+from skeino.runtime.webhooks import WebhookPolicy, WebhookSender
 from skeino.storage import Storage, create_storage
 
 logger = logging.getLogger("skeino")
@@ -35,11 +37,17 @@ class Runtime:
         self.executor = RunExecutor(self.storage, registry, self.broker, self.settings.run_timeout, self.metrics)
         self.queue = RunQueue(self.storage, self.executor, self.broker, self.settings.max_concurrent_runs)
         self.assistants = AssistantService(self.storage, registry)
-        self.runs = RunService(self.storage, self.assistants, self.broker, self.queue, self.settings)
+        self.webhooks = WebhookSender(WebhookPolicy.from_config(self.settings, config.webhooks), self.storage,
+                                      config.webhooks, disabled=bool(config.http.get("disable_webhooks")))
+        self.executor.on_run_end.append(self.webhooks.run_ended)
+        self.runs = RunService(self.storage, self.assistants, self.broker, self.queue, self.settings, self.webhooks)
         thread_ttl = config.checkpointer.get("ttl") or {}
         self.threads = ThreadService(self.storage, registry, self.runs, default_ttl=thread_ttl.get("default_ttl"))
         # Always running: a thread created with its own ttl expires even without checkpointer.ttl.
         self.thread_sweeper = ThreadSweeper(self.storage, self.threads, thread_ttl.get("sweep_interval_minutes"))
+        self.crons = CronService(self.storage, self.assistants, self.runs, self.webhooks,
+                                 Clock(self.settings.clock_offset_seconds))
+        self.cron_scheduler = CronScheduler(self.storage, self.crons)
         self.store: StoreService  # bound to the storage's store once it is open
 
     async def delete_assistant(self, assistant_id: str, *, delete_threads: bool) -> None:
@@ -62,11 +70,15 @@ class Runtime:
         self.registry.bind(self.storage.checkpointer, self.storage.store)
         self.store = StoreService(self.storage.store, indexed=bool(self.config.store.get("index")))
         await self.assistants.ensure_defaults()
+        await self.cron_scheduler.recover_claims()
         await self.runs.recover()
         self.thread_sweeper.start()
+        await self.cron_scheduler.start()
 
     async def stop(self) -> None:
+        await self.cron_scheduler.stop()
         await self.thread_sweeper.stop()
         await self.queue.shutdown(self.settings.shutdown_grace)
+        await self.webhooks.stop()
         self.broker.close()
         await self.storage.close()

@@ -23,6 +23,9 @@ from skeino.streaming.modes import EVENTS, StreamMapper
 
 logger = logging.getLogger("skeino.runs")
 
+# Called once each executed run has ended: (run, final status, result, started_at).
+RunEndHook = Callable[[Record, str, Any, str], None]
+
 
 def _goto(value: Any) -> Any:
     if isinstance(value, dict) and "node" in value:
@@ -58,10 +61,12 @@ class RunExecutor:
         self._broker = broker
         self._timeout = timeout
         self._metrics = metrics
+        self.on_run_end: list[RunEndHook] = []
 
     async def execute(self, run: Record, stream: RunStream, cancel_action: Callable[[], str]) -> str:
         """Run to the end; never raises. Returns the run's final status."""
         run_id, thread_id = run["run_id"], run["thread_id"]
+        started_at = now_iso()
         kwargs = run["kwargs"]
         config = dict(kwargs["config"])
         config["run_id"] = uuid.UUID(run_id)
@@ -123,6 +128,8 @@ class RunExecutor:
         await self._broker.finish(stream, status, result)
         if self._metrics is not None:
             self._metrics.run_finished(status, time.perf_counter() - started)
+        for hook in self.on_run_end:
+            hook(run, status, result, started_at)
         if kwargs.get("temporary"):
             # Stateless run: its throwaway thread goes once the result is handed over.
             self._registry.ephemeral_checkpointer.delete_thread(thread_id)

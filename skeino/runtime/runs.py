@@ -16,6 +16,7 @@ from skeino.runtime.broker import Event, RunStream, StreamBroker
 from skeino.runtime.compat import CONFIG_KEY_STRICT_RESUME, STRICT_RESUME
 from skeino.runtime.queue import RunQueue
 from skeino.runtime.threads import new_thread_record
+from skeino.runtime.webhooks import WebhookSender
 from skeino.storage.base import RUN_FINAL, Record, Storage, now_iso
 from skeino.streaming.modes import normalize_modes
 
@@ -43,7 +44,8 @@ def _settled_status(thread: Record) -> str:
 
 class RunService:
     def __init__(self, storage: Storage, assistants: AssistantService, broker: StreamBroker, queue: RunQueue,
-                 settings: Settings) -> None:
+                 settings: Settings, webhooks: WebhookSender) -> None:
+        self._webhooks = webhooks
         self._storage = storage
         self._assistants = assistants
         self._broker = broker
@@ -57,6 +59,7 @@ class RunService:
         if body.get("input") is not None and body.get("command") is not None:
             raise Invalid("Cannot specify both 'input' and 'command'")
         assistant = await self._assistants.get(body["assistant_id"])
+        await self._webhooks.check(body.get("webhook"))
         stateless = thread_id is None
         on_completion = body.get("on_completion") or ("delete" if stateless else "keep")
         if stateless:
@@ -70,7 +73,7 @@ class RunService:
         if strategy in ("interrupt", "rollback"):
             await self.cancel_thread_runs(thread_id, action=strategy)
 
-        run_id = str(uuid.uuid4())
+        run_id = body.get("run_id") or str(uuid.uuid4())  # a cron names the run of its tick
         graph_id = assistant["graph_id"]
         config = _merge_config(assistant["config"], body.get("config"))
         # As on the official server: the assistant's metadata (e.g. created_by) under the
@@ -100,7 +103,7 @@ class RunService:
             "stream_mode": normalize_modes(body.get("stream_mode")),
             "interrupt_before": body.get("interrupt_before"),
             "interrupt_after": body.get("interrupt_after"),
-            "webhook": None,
+            "webhook": body.get("webhook"),
             "feedback_keys": None,
             "temporary": stateless and on_completion == "delete",
             "subgraphs": bool(body.get("stream_subgraphs")),
@@ -130,7 +133,7 @@ class RunService:
 
     @staticmethod
     def _refuse_unsupported(body: dict[str, Any]) -> None:
-        for key in ("webhook", "feedback_keys", "langsmith_tracer"):
+        for key in ("feedback_keys", "langsmith_tracer"):
             if body.get(key):
                 raise NotSupported(f"'{key}' is not supported by this skeino version")
         if body.get("strict_resume") and not STRICT_RESUME:

@@ -54,7 +54,8 @@ class Storage(Protocol):
     async def assistant_get(self, assistant_id: str) -> Record | None: ...
     async def assistant_update(self, assistant_id: str, changes: Record) -> Record | None:
         """Write a new version with `changes` applied and make it the latest."""
-    async def assistant_delete(self, assistant_id: str) -> bool: ...
+    async def assistant_delete(self, assistant_id: str) -> bool:
+        """Delete the assistant, its versions and its crons."""
     async def assistant_search(
         self, *, graph_id: str | None, name: str | None, metadata: Record | None,
         limit: int, offset: int, sort_by: str, sort_order: SortOrder,
@@ -72,7 +73,7 @@ class Storage(Protocol):
     async def thread_update(self, thread_id: str, changes: Record, *, merge_metadata: Record | None = None) -> Record | None:
         """Set columns in `changes`; shallow-merge `merge_metadata` into metadata."""
     async def thread_delete(self, thread_id: str) -> bool:
-        """Delete the thread, its runs, stream logs and checkpoints, in one transaction."""
+        """Delete the thread, its runs, stream logs, checkpoints and crons, in one transaction."""
     async def thread_ttl_set(self, thread_id: str, *, strategy: str, ttl_minutes: float, now: float | None = None) -> bool:
         """Make the thread expire `ttl_minutes` after `now` (epoch seconds; the current time by default).
 
@@ -121,6 +122,33 @@ class Storage(Protocol):
     async def run_counts(self) -> dict[str, int]:
         """How many runs are in each status (for metrics; pending is the queue depth)."""
     async def runs_by_ids(self, run_ids: Sequence[str]) -> list[Record]: ...
+
+    # crons ------------------------------------------------------------------
+    # Timestamps (`next_run_date`, `end_time`) are ISO-8601 UTC strings, so they compare as text.
+    async def cron_create(self, record: Record) -> Record: ...
+    async def cron_get(self, cron_id: str) -> Record | None: ...
+    async def cron_update(self, cron_id: str, changes: Record) -> Record | None:
+        """Set the columns in `changes` (and updated_at); None if there is no such cron."""
+    async def cron_delete(self, cron_id: str) -> bool: ...
+    async def cron_search(
+        self, *, assistant_id: str | None, thread_id: str | None, enabled: bool | None, metadata: Record | None,
+        limit: int, offset: int, sort_by: str, sort_order: SortOrder,
+    ) -> list[Record]: ...
+    async def cron_count(self, *, assistant_id: str | None, thread_id: str | None, metadata: Record | None) -> int: ...
+    async def crons_due(self, now: str, limit: int) -> list[Record]:
+        """Enabled, unclaimed crons due at `now` (next_run_date <= now) and not past their end_time."""
+    async def cron_next_due(self) -> str | None:
+        """The earliest next_run_date among the crons `crons_due` could return."""
+    async def cron_claim(self, cron_id: str, due: str, next_run_date: str, run_id: str) -> bool:
+        """Atomically take tick `due`: move next_run_date on and hold a claim naming `run_id`.
+
+        False, having changed nothing, if the cron is no longer due at `due`, is disabled,
+        or already holds a claim.
+        """
+    async def cron_release(self, cron_id: str, run_id: str) -> None:
+        """Drop the claim for `run_id` once that run is written."""
+    async def crons_claimed(self) -> list[tuple[Record, str]]:
+        """Crons still holding a claim (a crash came between claim and release), with the claimed run id."""
 
     # resumable stream logs --------------------------------------------------
     async def stream_append(self, run_id: str, events: Sequence[tuple[int, str, bytes]]) -> None: ...

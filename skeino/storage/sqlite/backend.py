@@ -30,6 +30,8 @@ from langgraph.store.sqlite.aio import AsyncSqliteStore
 
 from skeino.storage.base import Record, SortOrder, json_contains, iso_from_epoch, now_iso
 from skeino.storage.sqlite.driver import setup_saver, sqlite_api
+from skeino.storage.sqlite.common import _dec, _enc, _threaded
+from skeino.storage.sqlite.crons import CronTables
 from skeino.storage.sqlite.migrations import migrate
 
 _ASSISTANT_COLS = ("assistant_id", "graph_id", "config", "context", "metadata", "name", "description", "version", "created_at", "updated_at")
@@ -41,14 +43,6 @@ _ASSISTANT_SORT = {"assistant_id", "graph_id", "name", "created_at", "updated_at
 _THREAD_SORT = {"thread_id", "status", "created_at", "updated_at", "state_updated_at"}
 
 T = TypeVar("T")
-
-
-def _enc(value: Any) -> str | None:
-    return None if value is None else orjson.dumps(value).decode()
-
-
-def _dec(value: Any) -> Any:
-    return None if value is None else orjson.loads(value)
 
 
 def _row(cols: Sequence[str], row: Sequence[Any]) -> Record:
@@ -171,16 +165,6 @@ class StorageThread:
             self._thread = None
 
 
-def _threaded(fn: Callable[..., T]) -> Callable[..., Any]:
-    """Make a storage method async: its whole body runs in one hop on the storage thread."""
-
-    @functools.wraps(fn)
-    async def call(self: "SqliteStorage", *args: Any, **kwargs: Any) -> T:
-        return await self._db.run(fn, self, *args, **kwargs)
-
-    return call
-
-
 class ThreadedSqliteSaver(BaseCheckpointSaver[str]):
     """LangGraph's SqliteSaver driven from async code, one hop per operation."""
 
@@ -232,7 +216,7 @@ class ThreadedSqliteSaver(BaseCheckpointSaver[str]):
         self._db.call(self._saver.put_writes, config, writes, task_id, task_path)
 
 
-class SqliteStorage:
+class SqliteStorage(CronTables):
     """The embedded default backend."""
 
     def __init__(self, path: str | Path, *, store_config: dict[str, Any] | None = None,
@@ -366,6 +350,7 @@ class SqliteStorage:
         with self._tx() as conn:
             cur = conn.execute("DELETE FROM assistants WHERE assistant_id = ?", (assistant_id,))
             conn.execute("DELETE FROM assistant_versions WHERE assistant_id = ?", (assistant_id,))
+            conn.execute("DELETE FROM crons WHERE assistant_id = ?", (assistant_id,))
             return cur.rowcount > 0
 
     @staticmethod
@@ -472,6 +457,7 @@ class SqliteStorage:
             )
             conn.execute("DELETE FROM runs WHERE thread_id = ?", (thread_id,))
             conn.execute("DELETE FROM checkpoints WHERE thread_id = ?", (thread_id,))
+            conn.execute("DELETE FROM crons WHERE thread_id = ?", (thread_id,))
             conn.execute("DELETE FROM writes WHERE thread_id = ?", (thread_id,))
             conn.execute("DELETE FROM thread_ttl WHERE thread_id = ?", (thread_id,))
             return cur.rowcount > 0

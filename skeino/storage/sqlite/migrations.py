@@ -80,6 +80,28 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX thread_ttl_expires ON thread_ttl (expires_at);
     """,
+    # 3: crons; `claimed_run_id` is the run a claimed tick is starting (see CronTables)
+    """
+    CREATE TABLE crons (
+        cron_id TEXT PRIMARY KEY,
+        assistant_id TEXT NOT NULL,
+        thread_id TEXT,
+        user_id TEXT,
+        schedule TEXT NOT NULL,
+        timezone TEXT,
+        end_time TEXT,
+        payload TEXT NOT NULL,
+        metadata TEXT NOT NULL,
+        on_run_completed TEXT,
+        enabled INTEGER NOT NULL,
+        next_run_date TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        updated_at TEXT NOT NULL,
+        claimed_run_id TEXT
+    );
+    CREATE INDEX crons_due ON crons (enabled, next_run_date);
+    CREATE INDEX crons_thread ON crons (thread_id);
+    """,
 ]
 
 
