@@ -203,8 +203,9 @@ class WebhookSender:
                     return
                 outcome = await self._post(url, body)
                 retry = outcome is None or outcome >= 500
-                logger.info("webhook for run %s to %s, attempt %d/%d: %s", run_id, url, attempt, self._attempts,
-                            "connection failed" if outcome is None else f"HTTP {outcome}")
+                logger.log(logging.WARNING if retry else logging.INFO, "webhook for run %s to %s, attempt %d/%d: %s",
+                           run_id, url, attempt, self._attempts,
+                           "connection failed" if outcome is None else f"HTTP {outcome}")
                 if not retry:
                     return
                 if attempt < self._attempts:

@@ -1,0 +1,157 @@
+"""Webhooks on runs, end to end: the official client creates runs on a real server, and a small
+HTTP server started here receives what the server POSTs when each run ends."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any, AsyncIterator, Iterator
+
+import pytest
+from langgraph_sdk import get_client
+from langgraph_sdk.errors import UnprocessableEntityError
+
+from serverproc import Server
+
+
+class Receiver:
+    """Records every POST; answers 500 to the first `fail_first` of each path, then 200."""
+
+    def __init__(self, fail_first: int = 1) -> None:
+        self.fail_first = fail_first
+        self.calls: list[tuple[str, int, dict[str, Any]]] = []  # (path, status answered, body)
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
+                body = json.loads(self.rfile.read(int(self.headers.get("content-length") or 0)))
+                seen = sum(1 for path, _, _ in receiver.calls if path == self.path)
+                status = 500 if seen < receiver.fail_first else 200
+                receiver.calls.append((self.path, status, body))
+                self.send_response(status)
+                self.send_header("content-length", "0")
+                self.end_headers()
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        self._thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self._thread.start()
+
+    def on(self, path: str) -> list[tuple[int, dict[str, Any]]]:
+        return [(status, body) for p, status, body in self.calls if p == path]
+
+    async def wait_for(self, path: str, count: int, timeout: float = 30) -> list[tuple[int, dict[str, Any]]]:
+        async with asyncio.timeout(timeout):
+            while len(self.on(path)) < count:
+                await asyncio.sleep(0.05)
+        return self.on(path)
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+@pytest.fixture(scope="module")
+def receiver() -> Iterator[Receiver]:
+    r = Receiver()
+    yield r
+    r.close()
+
+
+@pytest.fixture(scope="module")
+def hooked(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """A server that may call the test's receiver on 127.0.0.1 (loopback is refused by default)."""
+    srv = Server(db=tmp_path_factory.mktemp("hooks") / "skeino.db",
+                 env={"SKEINO_WEBHOOK_ALLOWED_HOSTS": "127.0.0.1"}).start()
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture
+async def hooked_client(hooked: Server) -> AsyncIterator[Any]:
+    c = get_client(url=hooked.url)
+    yield c
+    await c.http.client.aclose()
+
+
+async def test_webhook_delivers_the_final_run_after_a_failed_attempt(
+        hooked: Server, hooked_client: Any, receiver: Receiver) -> None:
+    thread = await hooked_client.threads.create()
+    run = await hooked_client.runs.create(thread["thread_id"], "counter", input={"count": 1},
+                                          webhook=f"{receiver.url}/done", metadata={"who": "test"})
+    assert run["kwargs"]["webhook"] == f"{receiver.url}/done"
+    calls = await receiver.wait_for("/done", 2)
+    # The receiver failed the first delivery (500): the server retried and the second got through.
+    assert [status for status, _ in calls] == [500, 200]
+    payload = calls[1][1]
+    assert payload == calls[0][1] | {"webhook_sent_at": payload["webhook_sent_at"]}
+    assert payload["run_id"] == run["run_id"] and payload["thread_id"] == thread["thread_id"]
+    assert payload["status"] == "success" and "error" not in payload
+    assert payload["metadata"]["who"] == "test" and payload["kwargs"]["webhook"] == f"{receiver.url}/done"
+    state = await hooked_client.threads.get_state(thread["thread_id"])
+    assert payload["values"] == state["values"]
+    for key in ("run_started_at", "run_ended_at", "webhook_sent_at"):
+        assert payload[key]
+    stored = await hooked_client.runs.get(thread["thread_id"], run["run_id"])
+    assert stored["status"] == "success"
+    assert hooked.log is not None and "attempt 1/5: HTTP 500" in hooked.log.read_text()
+
+
+async def test_webhook_of_a_failed_run_carries_the_error(hooked_client: Any, receiver: Receiver) -> None:
+    result = await hooked_client.runs.wait(None, "failing", input={}, webhook=f"{receiver.url}/failed",
+                                          raise_error=False)
+    assert "__error__" in result
+    calls = await receiver.wait_for("/failed", 2)
+    payload = calls[-1][1]
+    assert calls[-1][0] == 200
+    assert payload["status"] == "error"
+    assert payload["error"]["error"] == result["__error__"]["error"]
+    assert payload["error"]["message"] == result["__error__"]["message"]
+
+
+async def test_only_allowed_hosts_when_a_list_is_set(hooked_client: Any) -> None:
+    thread = await hooked_client.threads.create()
+    with pytest.raises(UnprocessableEntityError) as err:
+        await hooked_client.runs.create(thread["thread_id"], "counter", input={"count": 0},
+                                        webhook="http://example.com/hook")
+    assert "not in the allowed hosts" in err.value.response.json()["detail"]
+
+
+@pytest.mark.parametrize("url", [
+    "http://127.0.0.1:9/hook", "http://localhost/hook", "http://[::1]/hook", "http://10.1.2.3/hook",
+    "http://192.168.0.7/hook", "http://169.254.169.254/latest/meta-data", "ftp://example.com/x", "/relative",
+])
+async def test_refused_webhook_is_a_422_at_creation(client: Any, url: str, no_server_errors: None) -> None:
+    thread = await client.threads.create()
+    with pytest.raises(UnprocessableEntityError) as err:
+        await client.runs.create(thread["thread_id"], "counter", input={"count": 0}, webhook=url)
+    assert "ebhook" in err.value.response.json()["detail"]
+    # Nothing was created: the thread has no run.
+    assert await client.runs.list(thread["thread_id"]) == []
+    with pytest.raises(UnprocessableEntityError):
+        await client.crons.create("counter", schedule="* * * * *", webhook=url)
+
+
+async def test_webhooks_config_in_langgraph_json(tmp_path: Path, receiver: Receiver) -> None:
+    """`webhooks.url` in langgraph.json, as the official server reads it, can open loopback up."""
+    graphs = Path(__file__).parent.parent / "graphs"
+    config = tmp_path / "langgraph.json"
+    config.write_text(json.dumps({"dependencies": [str(graphs)], "graphs": {"counter": f"{graphs}/pipeline.py:counter"},
+                                  "webhooks": {"url": {"disable_loopback": False}}}))
+    srv = Server(db=tmp_path / "skeino.db", config=config).start()
+    c = get_client(url=srv.url)
+    try:
+        await c.runs.wait(None, "counter", input={"count": 0}, webhook=f"{receiver.url}/configured")
+        await receiver.wait_for("/configured", 1)
+        with pytest.raises(UnprocessableEntityError) as err:  # private addresses stay refused
+            await c.runs.create(None, "counter", input={"count": 0}, webhook="http://10.0.0.1/hook")
+        assert "private" in err.value.response.json()["detail"]
+    finally:
+        await c.http.client.aclose()
+        srv.stop()
