@@ -15,6 +15,7 @@ class Receiver:
     def __init__(self, fail_first: int = 1) -> None:
         self.fail_first = fail_first
         self.calls: list[tuple[str, int, dict[str, Any]]] = []  # (path, status answered, body)
+        self.headers: list[dict[str, str]] = []  # of each call, in the same order
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -22,6 +23,7 @@ class Receiver:
                 body = json.loads(self.rfile.read(int(self.headers.get("content-length") or 0)))
                 seen = sum(1 for path, _, _ in receiver.calls if path == self.path)
                 status = 500 if seen < receiver.fail_first else 200
+                receiver.headers.append({k.lower(): v for k, v in self.headers.items()})
                 receiver.calls.append((self.path, status, body))
                 self.send_response(status)
                 self.send_header("content-length", "0")

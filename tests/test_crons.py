@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any, AsyncIterator
 
 import pytest
-from langgraph_sdk import get_client
+from langgraph_sdk import get_client, get_sync_client
 from langgraph_sdk.errors import BadRequestError, NotFoundError, UnprocessableEntityError
 
 from helpers import is_iso, raw, tag
@@ -117,6 +117,21 @@ async def test_invalid_input_is_refused_by_name(client: Any, no_server_errors: N
     assert res.status_code == 422 and res.json()["detail"][0]["loc"] == ["body", "bogus"]
     info = (await raw(client, "GET", "/info")).json()
     assert info["flags"]["crons"] is True
+
+
+async def test_the_sync_client_too(server: Server) -> None:
+    mark = {"mark": tag()}
+
+    def drive() -> None:
+        c = get_sync_client(url=server.url)
+        cron = c.crons.create("counter", schedule="*/10 * * * *", metadata=mark, enabled=False)
+        assert c.crons.count(metadata=mark) == 1
+        assert c.crons.update(cron["cron_id"], schedule="*/20 * * * *")["schedule"] == "*/20 * * * *"
+        assert [x["cron_id"] for x in c.crons.search(metadata=mark, enabled=False)] == [cron["cron_id"]]
+        c.crons.delete(cron["cron_id"])
+        assert c.crons.count(metadata=mark) == 0
+
+    await asyncio.to_thread(drive)
 
 
 # firing -------------------------------------------------------------------------------------------

@@ -97,16 +97,25 @@ async def test_refused_webhook_is_a_422_at_creation(client: Any, url: str, no_se
 
 
 async def test_webhooks_config_in_langgraph_json(tmp_path: Path, receiver: Receiver) -> None:
-    """`webhooks.url` in langgraph.json, as the official server reads it, can open loopback up."""
+    """The `webhooks` block of langgraph.json, as the official server reads it: loopback opened up,
+    headers filled from the environment, the payload cut to `allowed_fields`."""
     graphs = Path(__file__).parent.parent / "graphs"
     config = tmp_path / "langgraph.json"
-    config.write_text(json.dumps({"dependencies": [str(graphs)], "graphs": {"counter": f"{graphs}/pipeline.py:counter"},
-                                  "webhooks": {"url": {"disable_loopback": False}}}))
-    srv = Server(db=tmp_path / "skeino.db", config=config).start()
+    config.write_text(json.dumps({
+        "dependencies": [str(graphs)], "graphs": {"counter": f"{graphs}/pipeline.py:counter"},
+        "webhooks": {"url": {"disable_loopback": False}, "allowed_fields": ["run_id", "status", "values"],
+                     "headers": {"Authorization": "Bearer ${{ env.LG_WEBHOOK_TOKEN }}"}},
+    }))
+    srv = Server(db=tmp_path / "skeino.db", config=config, env={"LG_WEBHOOK_TOKEN": "s3cret"}).start()
     c = get_client(url=srv.url)
     try:
         await c.runs.wait(None, "counter", input={"count": 0}, webhook=f"{receiver.url}/configured")
-        await receiver.wait_for("/configured", 1)
+        [(status, payload)] = await receiver.wait_for("/configured", 1)
+        assert status == 500  # the receiver fails each path once; the retry follows
+        [_, (_, payload)] = await receiver.wait_for("/configured", 2)
+        assert set(payload) == {"run_id", "status", "values"} and payload["values"] == {"count": 3}
+        index = next(i for i, (path, _, _) in enumerate(receiver.calls) if path == "/configured")
+        assert receiver.headers[index]["authorization"] == "Bearer s3cret"
         with pytest.raises(UnprocessableEntityError) as err:  # private addresses stay refused
             await c.runs.create(None, "counter", input={"count": 0}, webhook="http://10.0.0.1/hook")
         assert "private" in err.value.response.json()["detail"]
