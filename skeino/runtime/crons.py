@@ -196,6 +196,9 @@ class CronService:
         except SkeinoError as exc:
             logger.warning("cron %s: run not started: %s", cron["cron_id"], exc.detail)
             return
+        except Exception:  # the tick is spent either way; a bug must not stop the scheduler or the start-up
+            logger.exception("cron %s: run not started", cron["cron_id"])
+            return
         logger.info("cron %s started run %s on thread %s", cron["cron_id"], run_id, run["thread_id"])
 
 
