@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import math
+import sqlite3
 import time
+import uuid
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, AsyncIterator
@@ -221,6 +223,34 @@ async def test_a_tick_missed_while_down_fires_once_at_start_and_never_again(fres
             await c.runs.join(thread["thread_id"], runs[0]["run_id"])
             [current] = await c.crons.search(thread_id=thread["thread_id"])
             assert at(current["next_run_date"]).year == at(cron["next_run_date"]).year + 1
+        finally:
+            await c.http.client.aclose()
+            srv.stop()
+
+
+async def test_a_claim_left_by_a_crash_starts_its_run_once(fresh_db: Path) -> None:
+    """A crash between taking a tick and writing its run leaves the claim in the database:
+    the next start writes that run, unless it was written already."""
+
+    def leave_claim(run_id: str) -> None:  # what the crash left behind (the server is stopped)
+        with sqlite3.connect(fresh_db) as db:
+            db.execute("UPDATE crons SET claimed_run_id = ?", (run_id,))
+
+    srv = Server(db=fresh_db).start()
+    c = get_client(url=srv.url)
+    thread = await c.threads.create()
+    await c.crons.create_for_thread(thread["thread_id"], "counter", schedule="0 0 1 1 *", input={"count": 0})
+    await c.http.client.aclose()
+    srv.stop()
+    claimed = str(uuid.uuid4())
+    for _ in range(2):
+        leave_claim(claimed)
+        srv = Server(db=fresh_db).start()
+        c = get_client(url=srv.url)
+        try:
+            runs = await c.runs.list(thread["thread_id"])
+            assert [r["run_id"] for r in runs] == [claimed]
+            await c.runs.join(thread["thread_id"], claimed)
         finally:
             await c.http.client.aclose()
             srv.stop()
