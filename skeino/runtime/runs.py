@@ -45,12 +45,12 @@ def _settled_status(thread: Record) -> str:
 class RunService:
     def __init__(self, storage: Storage, assistants: AssistantService, broker: StreamBroker, queue: RunQueue,
                  settings: Settings, webhooks: WebhookSender) -> None:
-        self._webhooks = webhooks
         self._storage = storage
         self._assistants = assistants
         self._broker = broker
         self._queue = queue
         self._settings = settings
+        self._webhooks = webhooks
 
     # creation -----------------------------------------------------------------------
     async def create(self, thread_id: str | None, body: dict[str, Any]) -> tuple[Record, RunStream]:
