@@ -7,7 +7,7 @@ from typing import Any
 from fastapi import APIRouter, Depends, Query
 from fastapi.responses import Response
 
-from skeino.api.deps import runtime
+from skeino.api.deps import paged, runtime
 from skeino.runtime.core import Runtime
 from skeino.schemas import (AssistantCount, AssistantCreate, AssistantLatest, AssistantPatch, AssistantSearch,
                             AssistantVersions)
@@ -22,12 +22,7 @@ async def create_assistant(body: AssistantCreate, rt: Runtime = Depends(runtime)
 
 @router.post("/search")
 async def search_assistants(body: AssistantSearch, response: Response, rt: Runtime = Depends(runtime)) -> Any:
-    # One row more than asked tells whether another page exists; the official client reads
-    # the next offset from X-Pagination-Next (search(response_format="object")["next"]).
-    rows = await rt.assistants.search({**body.data(), "limit": body.limit + 1})
-    if len(rows) > body.limit:
-        rows = rows[:body.limit]
-        response.headers["X-Pagination-Next"] = str(body.offset + body.limit)
+    rows = await paged(rt.assistants.search, body, response)
     if body.select:
         return [{k: r.get(k) for k in body.select} for r in rows]
     return rows

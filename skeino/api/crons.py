@@ -7,7 +7,7 @@ from typing import Any
 from fastapi import APIRouter, Depends
 from fastapi.responses import Response
 
-from skeino.api.deps import runtime
+from skeino.api.deps import paged, runtime
 from skeino.runtime.core import Runtime
 from skeino.schemas import CronCount, CronCreate, CronPatch, CronSearch, ThreadCronCreate
 
@@ -26,12 +26,7 @@ async def create_cron(body: CronCreate, rt: Runtime = Depends(runtime)) -> Any:
 
 @router.post("/runs/crons/search")
 async def search_crons(body: CronSearch, response: Response, rt: Runtime = Depends(runtime)) -> Any:
-    # One row more than asked tells whether another page exists (X-Pagination-Next).
-    rows = await rt.crons.search({**body.data(), "limit": body.limit + 1})
-    if len(rows) > body.limit:
-        rows = rows[:body.limit]
-        response.headers["X-Pagination-Next"] = str(body.offset + body.limit)
-    return rows
+    return await paged(rt.crons.search, body, response)
 
 
 @router.post("/runs/crons/count")
