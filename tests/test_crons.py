@@ -184,6 +184,20 @@ async def test_every_minute_cron_fires_an_ordinary_run(later: tuple[Any, Receive
     assert at(after["next_run_date"]) == due + timedelta(minutes=1)
 
 
+async def test_a_cron_run_obeys_its_multitask_strategy(later: tuple[Any, Receiver]) -> None:
+    c, _ = later
+    thread = await c.threads.create()
+    tid = thread["thread_id"]
+    busy = await c.runs.create(tid, "slow", input={"seconds": 600})
+    await c.crons.create_for_thread(tid, "slow", schedule="* * * * *", input={"seconds": 0},
+                                    multitask_strategy="interrupt")
+    runs = await runs_of(c, tid, 2)
+    fired = next(r for r in runs if r["run_id"] != busy["run_id"])
+    await c.runs.join(tid, fired["run_id"])
+    assert (await c.runs.get(tid, fired["run_id"]))["status"] == "success"
+    assert (await c.runs.get(tid, busy["run_id"]))["status"] == "interrupted"
+
+
 async def test_stateless_cron_deletes_or_keeps_its_threads(later: tuple[Any, Receiver]) -> None:
     c, receiver = later
     for keep in ("keep", "delete"):
