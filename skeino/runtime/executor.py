@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import functools
 import logging
 import time
+import typing
 import uuid
 from typing import Any, AsyncIterator, Callable
 
@@ -45,6 +48,35 @@ def graph_input(kwargs: Record) -> Any:
             goto=_goto(command.get("goto")) if command.get("goto") is not None else (),
         )
     return kwargs.get("input")
+
+
+@functools.lru_cache(maxsize=256)
+def _context_fields(schema: type) -> frozenset[str] | None:
+    """The field names of a context schema (dataclass, pydantic model or TypedDict); None if unknown."""
+    if dataclasses.is_dataclass(schema):
+        return frozenset(f.name for f in dataclasses.fields(schema))
+    fields = getattr(schema, "model_fields", None)
+    if isinstance(fields, dict):
+        return frozenset(fields)
+    try:
+        return frozenset(typing.get_type_hints(schema))
+    except Exception:
+        return None
+
+
+def run_context(graph: Any, context: Record | None) -> Record:
+    """The context a run hands its graph, as the official server builds it.
+
+    Always a dict, so LangGraph builds a dataclass or pydantic context from its defaults
+    when the caller sent none; keys the graph's context schema does not name are dropped
+    (they would make that constructor fail), as the official server drops them.
+    """
+    context = dict(context or {})
+    schema = getattr(graph, "context_schema", None)
+    fields = _context_fields(schema) if isinstance(schema, type) else None
+    if fields is None:
+        return context
+    return {k: v for k, v in context.items() if k in fields}
 
 
 def error_payload(exc: BaseException) -> dict[str, str]:
@@ -144,8 +176,7 @@ class RunExecutor:
             "interrupt_before": kwargs.get("interrupt_before"),
             "interrupt_after": kwargs.get("interrupt_after"),
         }
-        if kwargs.get("context"):
-            options["context"] = kwargs["context"]
+        options["context"] = run_context(graph, kwargs.get("context"))
         if kwargs.get("durability"):
             options["durability"] = kwargs["durability"]
         inp = graph_input(kwargs)

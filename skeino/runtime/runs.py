@@ -99,7 +99,9 @@ class RunService:
             "input": body.get("input"),
             "command": body.get("command"),
             "config": config,
-            "context": {**(assistant.get("context") or {}), **(body.get("context") or {})},
+            # Without a context the run's configurable stands in for it, as on the official server.
+            "context": {**(assistant.get("context") or {}),
+                        **(body.get("context") or (body.get("config") or {}).get("configurable") or {})},
             "stream_mode": normalize_modes(body.get("stream_mode")),
             "interrupt_before": body.get("interrupt_before"),
             "interrupt_after": body.get("interrupt_after"),
