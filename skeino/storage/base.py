@@ -3,6 +3,10 @@
 Records are plain dicts whose JSON columns are already decoded. Timestamps are
 ISO-8601 strings in UTC. Backends know nothing about HTTP; they raise no HTTP errors,
 they return None / False for "not there" and let the runtime decide what that means.
+
+Methods taking `access` apply a custom auth handler's filter (see access.AccessFilter) in
+the query itself: a record outside it reads as "not there". Threads, assistants and crons
+are filtered by their own metadata, runs by their thread's. None means unrestricted.
 """
 
 from __future__ import annotations
@@ -12,6 +16,8 @@ from typing import Any, Literal, Protocol, Sequence
 
 from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.store.base import BaseStore
+
+from skeino.storage.access import AccessFilter
 
 Record = dict[str, Any]
 SortOrder = Literal["asc", "desc"]
@@ -51,16 +57,17 @@ class Storage(Protocol):
     # assistants -------------------------------------------------------------
     async def assistant_create(self, record: Record) -> Record | None:
         """Insert version 1 of a new assistant; None if the id exists."""
-    async def assistant_get(self, assistant_id: str) -> Record | None: ...
+    async def assistant_get(self, assistant_id: str, *, access: AccessFilter | None = None) -> Record | None: ...
     async def assistant_update(self, assistant_id: str, changes: Record) -> Record | None:
         """Write a new version with `changes` applied and make it the latest."""
     async def assistant_delete(self, assistant_id: str) -> bool:
         """Delete the assistant, its versions and its crons."""
     async def assistant_search(
         self, *, graph_id: str | None, name: str | None, metadata: Record | None,
-        limit: int, offset: int, sort_by: str, sort_order: SortOrder,
+        limit: int, offset: int, sort_by: str, sort_order: SortOrder, access: AccessFilter | None = None,
     ) -> list[Record]: ...
-    async def assistant_count(self, *, graph_id: str | None, name: str | None, metadata: Record | None) -> int: ...
+    async def assistant_count(self, *, graph_id: str | None, name: str | None, metadata: Record | None,
+                              access: AccessFilter | None = None) -> int: ...
     async def assistant_versions(
         self, assistant_id: str, *, metadata: Record | None, limit: int, offset: int
     ) -> list[Record]: ...
@@ -69,7 +76,7 @@ class Storage(Protocol):
     # threads ----------------------------------------------------------------
     async def thread_create(self, record: Record) -> Record | None:
         """Insert a thread; None if the id exists."""
-    async def thread_get(self, thread_id: str) -> Record | None: ...
+    async def thread_get(self, thread_id: str, *, access: AccessFilter | None = None) -> Record | None: ...
     async def thread_update(self, thread_id: str, changes: Record, *, merge_metadata: Record | None = None) -> Record | None:
         """Set columns in `changes`; shallow-merge `merge_metadata` into metadata."""
     async def thread_delete(self, thread_id: str) -> bool:
@@ -89,18 +96,22 @@ class Storage(Protocol):
     async def thread_search(
         self, *, ids: Sequence[str] | None, metadata: Record | None, values: Record | None,
         status: str | None, limit: int, offset: int, sort_by: str, sort_order: SortOrder,
+        access: AccessFilter | None = None,
     ) -> list[Record]: ...
     async def thread_count(
-        self, *, ids: Sequence[str] | None, metadata: Record | None, values: Record | None, status: str | None
+        self, *, ids: Sequence[str] | None, metadata: Record | None, values: Record | None, status: str | None,
+        access: AccessFilter | None = None,
     ) -> int: ...
 
     # runs -------------------------------------------------------------------
-    async def run_create(self, record: Record, *, reject_if_busy: bool, new_thread: Record | None = None) -> Record | None:
+    async def run_create(self, record: Record, *, reject_if_busy: bool, new_thread: Record | None = None,
+                         access: AccessFilter | None = None) -> Record | None:
         """Insert a pending run and mark its thread busy, in one transaction.
 
         Returns None, having written nothing, when `reject_if_busy` and the thread
         already has a pending or running run. A missing thread is created from
-        `new_thread` when given, else LookupError is raised and nothing is written.
+        `new_thread` when given, else LookupError is raised and nothing is written;
+        an existing thread outside `access` raises LookupError too.
         """
     async def run_transition(self, run_id: str, from_status: str, to_status: str) -> bool:
         """Atomically move a run between statuses; False if it was not in `from_status`."""
@@ -111,30 +122,33 @@ class Storage(Protocol):
 
         The thread stays `busy` if other runs of it are still pending or running.
         """
-    async def run_get(self, run_id: str, thread_id: str | None = None) -> Record | None: ...
-    async def run_list(self, thread_id: str, *, limit: int, offset: int, status: str | None) -> list[Record]: ...
+    async def run_get(self, run_id: str, thread_id: str | None = None, *,
+                      access: AccessFilter | None = None) -> Record | None: ...
+    async def run_list(self, thread_id: str, *, limit: int, offset: int, status: str | None,
+                       access: AccessFilter | None = None) -> list[Record]: ...
     async def run_update(self, run_id: str, changes: Record) -> Record | None: ...
     async def run_delete(self, run_id: str) -> bool: ...
     async def runs_inflight(self, thread_id: str) -> list[Record]:
         """Pending and running runs of a thread, oldest first."""
     async def run_next_pending(self, thread_id: str) -> Record | None: ...
-    async def runs_with_status(self, statuses: Sequence[str]) -> list[Record]: ...
+    async def runs_with_status(self, statuses: Sequence[str], *, access: AccessFilter | None = None) -> list[Record]: ...
     async def run_counts(self) -> dict[str, int]:
         """How many runs are in each status (for metrics; pending is the queue depth)."""
-    async def runs_by_ids(self, run_ids: Sequence[str]) -> list[Record]: ...
+    async def runs_by_ids(self, run_ids: Sequence[str], *, access: AccessFilter | None = None) -> list[Record]: ...
 
     # crons ------------------------------------------------------------------
     # Timestamps (`next_run_date`, `end_time`) are ISO-8601 UTC strings, so they compare as text.
     async def cron_create(self, record: Record) -> Record: ...
-    async def cron_get(self, cron_id: str) -> Record | None: ...
+    async def cron_get(self, cron_id: str, *, access: AccessFilter | None = None) -> Record | None: ...
     async def cron_update(self, cron_id: str, changes: Record) -> Record | None:
         """Set the columns in `changes` (and updated_at); None if there is no such cron."""
     async def cron_delete(self, cron_id: str) -> bool: ...
     async def cron_search(
         self, *, assistant_id: str | None, thread_id: str | None, enabled: bool | None, metadata: Record | None,
-        limit: int, offset: int, sort_by: str, sort_order: SortOrder,
+        limit: int, offset: int, sort_by: str, sort_order: SortOrder, access: AccessFilter | None = None,
     ) -> list[Record]: ...
-    async def cron_count(self, *, assistant_id: str | None, thread_id: str | None, metadata: Record | None) -> int: ...
+    async def cron_count(self, *, assistant_id: str | None, thread_id: str | None, metadata: Record | None,
+                         access: AccessFilter | None = None) -> int: ...
     async def crons_due(self, now: str, limit: int) -> list[Record]:
         """Enabled, unclaimed crons due at `now` (next_run_date <= now) and not past their end_time."""
     async def cron_next_due(self) -> str | None:

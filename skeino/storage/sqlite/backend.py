@@ -28,6 +28,7 @@ from langgraph.checkpoint.base import BaseCheckpointSaver, ChannelVersions, Chec
 from langgraph.checkpoint.sqlite import SqliteSaver
 from langgraph.store.sqlite.aio import AsyncSqliteStore
 
+from skeino.storage.access import AccessFilter, matches_json
 from skeino.storage.base import Record, SortOrder, json_contains, iso_from_epoch, now_iso
 from skeino.storage.sqlite.driver import setup_saver, sqlite_api
 from skeino.storage.sqlite.common import _dec, _enc, _threaded
@@ -51,6 +52,14 @@ def _row(cols: Sequence[str], row: Sequence[Any]) -> Record:
 
 def _sql_contains(doc: str | None, query: str) -> int:
     return int(json_contains(orjson.loads(doc) if doc else None, orjson.loads(query)))
+
+
+def _sql_access(doc: str | None, filter_json: str) -> int:
+    return int(matches_json(doc, filter_json))
+
+
+# A run is visible when its thread is: the filter is over the thread's metadata.
+_RUN_ACCESS = "thread_id IN (SELECT t.thread_id FROM threads t WHERE access_match(t.metadata, ?))"
 
 
 def _q(col: str) -> str:
@@ -150,6 +159,7 @@ class StorageThread:
             for pragma in _PRAGMAS:
                 conn.execute(pragma)
             conn.create_function("json_contains", 2, _sql_contains, deterministic=True)
+            conn.create_function("access_match", 2, _sql_access, deterministic=True)
             return conn
 
         self.conn = await self.run(connect)
@@ -321,8 +331,12 @@ class SqliteStorage(CronTables):
         )
 
     @_threaded
-    def assistant_get(self, assistant_id: str) -> Record | None:
-        row = self._one(f"SELECT {', '.join(_ASSISTANT_COLS)} FROM assistants WHERE assistant_id = ?", (assistant_id,))
+    def assistant_get(self, assistant_id: str, *, access: AccessFilter | None = None) -> Record | None:
+        sql, params = f"SELECT {', '.join(_ASSISTANT_COLS)} FROM assistants WHERE assistant_id = ?", [assistant_id]
+        if access is not None:
+            sql += " AND access_match(metadata, ?)"
+            params.append(access.json)
+        row = self._one(sql, params)
         return _row(_ASSISTANT_COLS, row) if row else None
 
     @_threaded
@@ -354,8 +368,12 @@ class SqliteStorage(CronTables):
             return cur.rowcount > 0
 
     @staticmethod
-    def _assistant_where(graph_id: str | None, name: str | None, metadata: Record | None) -> tuple[str, list[Any]]:
+    def _assistant_where(graph_id: str | None, name: str | None, metadata: Record | None,
+                         access: AccessFilter | None) -> tuple[str, list[Any]]:
         where, params = [], []
+        if access is not None:
+            where.append("access_match(metadata, ?)")
+            params.append(access.json)
         if graph_id:
             where.append("graph_id = ?")
             params.append(graph_id)
@@ -369,14 +387,16 @@ class SqliteStorage(CronTables):
 
     @_threaded
     def assistant_search(self, *, graph_id: str | None, name: str | None, metadata: Record | None,
-                         limit: int, offset: int, sort_by: str, sort_order: SortOrder) -> list[Record]:
-        where, params = self._assistant_where(graph_id, name, metadata)
+                         limit: int, offset: int, sort_by: str, sort_order: SortOrder,
+                         access: AccessFilter | None = None) -> list[Record]:
+        where, params = self._assistant_where(graph_id, name, metadata, access)
         return self._page("assistants", _ASSISTANT_COLS, where, params, sort_by if sort_by in _ASSISTANT_SORT else None,
                           sort_order, limit, offset)
 
     @_threaded
-    def assistant_count(self, *, graph_id: str | None, name: str | None, metadata: Record | None) -> int:
-        where, params = self._assistant_where(graph_id, name, metadata)
+    def assistant_count(self, *, graph_id: str | None, name: str | None, metadata: Record | None,
+                        access: AccessFilter | None = None) -> int:
+        where, params = self._assistant_where(graph_id, name, metadata, access)
         return (self._one(f"SELECT COUNT(*) FROM assistants{where}", params))[0]
 
     @_threaded
@@ -424,8 +444,12 @@ class SqliteStorage(CronTables):
         )
 
     @_threaded
-    def thread_get(self, thread_id: str) -> Record | None:
-        row = self._one(f"SELECT {', '.join(map(_q, _THREAD_COLS))} FROM threads WHERE thread_id = ?", (thread_id,))
+    def thread_get(self, thread_id: str, *, access: AccessFilter | None = None) -> Record | None:
+        sql, params = f"SELECT {', '.join(map(_q, _THREAD_COLS))} FROM threads WHERE thread_id = ?", [thread_id]
+        if access is not None:
+            sql += " AND access_match(metadata, ?)"
+            params.append(access.json)
+        row = self._one(sql, params)
         return _row(_THREAD_COLS, row) if row else None
 
     @_threaded
@@ -494,8 +518,11 @@ class SqliteStorage(CronTables):
 
     @staticmethod
     def _thread_where(ids: Sequence[str] | None, metadata: Record | None, values: Record | None,
-                status: str | None) -> tuple[str, list[Any]]:
+                      status: str | None, access: AccessFilter | None) -> tuple[str, list[Any]]:
         where, params = [], []
+        if access is not None:
+            where.append("access_match(metadata, ?)")
+            params.append(access.json)
         if ids:
             where.append(f"thread_id IN ({', '.join('?' * len(ids))})")
             params.extend(ids)
@@ -512,25 +539,30 @@ class SqliteStorage(CronTables):
 
     @_threaded
     def thread_search(self, *, ids: Sequence[str] | None, metadata: Record | None, values: Record | None,
-                      status: str | None, limit: int, offset: int, sort_by: str, sort_order: SortOrder) -> list[Record]:
-        where, params = self._thread_where(ids, metadata, values, status)
+                      status: str | None, limit: int, offset: int, sort_by: str, sort_order: SortOrder,
+                      access: AccessFilter | None = None) -> list[Record]:
+        where, params = self._thread_where(ids, metadata, values, status, access)
         return self._page("threads", _THREAD_COLS, where, params, sort_by if sort_by in _THREAD_SORT else None,
                           sort_order, limit, offset)
 
     @_threaded
     def thread_count(self, *, ids: Sequence[str] | None, metadata: Record | None, values: Record | None,
-                     status: str | None) -> int:
-        where, params = self._thread_where(ids, metadata, values, status)
+                     status: str | None, access: AccessFilter | None = None) -> int:
+        where, params = self._thread_where(ids, metadata, values, status, access)
         return (self._one(f"SELECT COUNT(*) FROM threads{where}", params))[0]
 
     # runs -------------------------------------------------------------------------
     @_threaded
-    def run_create(self, record: Record, *, reject_if_busy: bool, new_thread: Record | None = None) -> Record | None:
+    def run_create(self, record: Record, *, reject_if_busy: bool, new_thread: Record | None = None,
+                   access: AccessFilter | None = None) -> Record | None:
         with self._tx() as conn:
-            if not self._one("SELECT 1 FROM threads WHERE thread_id = ?", (record["thread_id"],)):
+            existing = self._one("SELECT metadata FROM threads WHERE thread_id = ?", (record["thread_id"],))
+            if existing is None:
                 if new_thread is None:
                     raise LookupError(record["thread_id"])
                 self._insert_thread(new_thread)
+            elif access is not None and not matches_json(existing[0], access.json):
+                raise LookupError(record["thread_id"])  # another caller's thread is not there for this one
             elif reject_if_busy:
                 if self._one(
                     "SELECT 1 FROM runs WHERE thread_id = ? AND status IN ('pending', 'running') LIMIT 1",
@@ -589,22 +621,30 @@ class SqliteStorage(CronTables):
             )
 
     @_threaded
-    def run_get(self, run_id: str, thread_id: str | None = None) -> Record | None:
-        return self._run_get(run_id, thread_id)
+    def run_get(self, run_id: str, thread_id: str | None = None, *,
+                access: AccessFilter | None = None) -> Record | None:
+        return self._run_get(run_id, thread_id, access)
 
-    def _run_get(self, run_id: str, thread_id: str | None = None) -> Record | None:
+    def _run_get(self, run_id: str, thread_id: str | None = None, access: AccessFilter | None = None) -> Record | None:
         sql = f"SELECT {', '.join(_RUN_COLS)} FROM runs WHERE run_id = ?"
         params: list[Any] = [run_id]
         if thread_id is not None:
             sql += " AND thread_id = ?"
             params.append(thread_id)
+        if access is not None:
+            sql += f" AND {_RUN_ACCESS}"
+            params.append(access.json)
         row = self._one(sql, params)
         return _row(_RUN_COLS, row) if row else None
 
     @_threaded
-    def run_list(self, thread_id: str, *, limit: int, offset: int, status: str | None) -> list[Record]:
+    def run_list(self, thread_id: str, *, limit: int, offset: int, status: str | None,
+                 access: AccessFilter | None = None) -> list[Record]:
         sql = f"SELECT {', '.join(_RUN_COLS)} FROM runs WHERE thread_id = ?"
         params: list[Any] = [thread_id]
+        if access is not None:
+            sql += f" AND {_RUN_ACCESS}"
+            params.append(access.json)
         if status:
             sql += " AND status = ?"
             params.append(status)
@@ -647,11 +687,13 @@ class SqliteStorage(CronTables):
         return _row(_RUN_COLS, row) if row else None
 
     @_threaded
-    def runs_with_status(self, statuses: Sequence[str]) -> list[Record]:
-        rows = self._all(
-            f"SELECT {', '.join(_RUN_COLS)} FROM runs WHERE status IN ({', '.join('?' * len(statuses))}) ORDER BY seq",
-            list(statuses),
-        )
+    def runs_with_status(self, statuses: Sequence[str], *, access: AccessFilter | None = None) -> list[Record]:
+        sql = f"SELECT {', '.join(_RUN_COLS)} FROM runs WHERE status IN ({', '.join('?' * len(statuses))})"
+        params: list[Any] = list(statuses)
+        if access is not None:
+            sql += f" AND {_RUN_ACCESS}"
+            params.append(access.json)
+        rows = self._all(sql + " ORDER BY seq", params)
         return [_row(_RUN_COLS, r) for r in rows]
 
     @_threaded
@@ -659,13 +701,15 @@ class SqliteStorage(CronTables):
         return dict(self._all("SELECT status, COUNT(*) FROM runs GROUP BY status"))
 
     @_threaded
-    def runs_by_ids(self, run_ids: Sequence[str]) -> list[Record]:
+    def runs_by_ids(self, run_ids: Sequence[str], *, access: AccessFilter | None = None) -> list[Record]:
         if not run_ids:
             return []
-        rows = self._all(
-            f"SELECT {', '.join(_RUN_COLS)} FROM runs WHERE run_id IN ({', '.join('?' * len(run_ids))}) ORDER BY seq",
-            list(run_ids),
-        )
+        sql = f"SELECT {', '.join(_RUN_COLS)} FROM runs WHERE run_id IN ({', '.join('?' * len(run_ids))})"
+        params: list[Any] = list(run_ids)
+        if access is not None:
+            sql += f" AND {_RUN_ACCESS}"
+            params.append(access.json)
+        rows = self._all(sql + " ORDER BY seq", params)
         return [_row(_RUN_COLS, r) for r in rows]
 
     # stream logs --------------------------------------------------------------------

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Sequence
 
+from skeino.storage.access import AccessFilter
 from skeino.storage.base import Record, SortOrder, now_iso
 from skeino.storage.sqlite.common import _dec, _enc, _threaded
 
@@ -30,8 +31,11 @@ def _value(col: str, value: Any) -> Any:
 
 
 def _where(assistant_id: str | None, thread_id: str | None, enabled: bool | None,
-           metadata: Record | None) -> tuple[str, list[Any]]:
+           metadata: Record | None, access: AccessFilter | None) -> tuple[str, list[Any]]:
     where, params = [], []
+    if access is not None:
+        where.append("access_match(metadata, ?)")
+        params.append(access.json)
     for col, value in (("assistant_id", assistant_id), ("thread_id", thread_id)):
         if value:
             where.append(f"{col} = ?")
@@ -62,8 +66,12 @@ class CronTables:
         return record
 
     @_threaded
-    def cron_get(self: "SqliteStorage", cron_id: str) -> Record | None:
-        row = self._one(f"SELECT {_SELECT} FROM crons WHERE cron_id = ?", (cron_id,))
+    def cron_get(self: "SqliteStorage", cron_id: str, *, access: AccessFilter | None = None) -> Record | None:
+        sql, params = f"SELECT {_SELECT} FROM crons WHERE cron_id = ?", [cron_id]
+        if access is not None:
+            sql += " AND access_match(metadata, ?)"
+            params.append(access.json)
+        row = self._one(sql, params)
         return _cron(row) if row else None
 
     @_threaded
@@ -87,8 +95,8 @@ class CronTables:
     @_threaded
     def cron_search(self: "SqliteStorage", *, assistant_id: str | None, thread_id: str | None, enabled: bool | None,
                     metadata: Record | None, limit: int, offset: int, sort_by: str,
-                    sort_order: SortOrder) -> list[Record]:
-        where, params = _where(assistant_id, thread_id, enabled, metadata)
+                    sort_order: SortOrder, access: AccessFilter | None = None) -> list[Record]:
+        where, params = _where(assistant_id, thread_id, enabled, metadata, access)
         order = "ASC" if sort_order == "asc" else "DESC"
         column = sort_by if sort_by in _CRON_SORT else "created_at"
         rows = self._all(
@@ -99,8 +107,8 @@ class CronTables:
 
     @_threaded
     def cron_count(self: "SqliteStorage", *, assistant_id: str | None, thread_id: str | None,
-                   metadata: Record | None) -> int:
-        where, params = _where(assistant_id, thread_id, None, metadata)
+                   metadata: Record | None, access: AccessFilter | None = None) -> int:
+        where, params = _where(assistant_id, thread_id, None, metadata, access)
         return self._one(f"SELECT COUNT(*) FROM crons{where}", params)[0]
 
     # scheduling ---------------------------------------------------------------------
