@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import json
 import uuid
+from pathlib import Path
 from typing import Any
 
 import pytest
+from langgraph_sdk import get_client
 from langgraph_sdk.errors import ConflictError, NotFoundError, UnprocessableEntityError
 
 from helpers import is_iso, raw, tag
-from serverproc import TEST_CONFIG
+from serverproc import TEST_CONFIG, Server
 
 # The namespace the official server derives default assistant ids from.
 NAMESPACE = uuid.UUID("6ba7b821-9dad-11d1-80b4-00c04fd430c8")
@@ -29,7 +31,8 @@ async def test_every_graph_has_a_deterministic_system_assistant(client: Any) -> 
         assert assistant["assistant_id"] == str(uuid.uuid5(NAMESPACE, graph_id))
         assert assistant["graph_id"] == graph_id
         assert assistant["metadata"] == {"created_by": "system"}
-        assert assistant["name"] == graph_id
+        # As on the official server: the compiled graph's own name, else the graph id.
+        assert assistant["name"] == ("ReAct Agent" if graph_id == "named" else graph_id)
         assert assistant["version"] == 1
         assert assistant["config"] == {} and assistant["context"] == {}
         assert set(assistant) == ASSISTANT_KEYS
@@ -372,7 +375,12 @@ async def test_schemas(client: Any) -> None:
     for slot in ("input_schema", "output_schema", "state_schema"):
         assert schemas[slot]["type"] == "object", slot
         assert schemas[slot]["properties"]["count"]["type"] == "integer", slot
-    assert schemas["config_schema"]["type"] == "object"
+    # Recorded from the official server: no context schema means nothing to configure, and
+    # the state schema is titled after the graph (its id, as the graph has no name).
+    assert schemas["config_schema"] == {}
+    assert schemas["context_schema"] is None
+    assert schemas["state_schema"]["title"] == "counter_state"
+    assert schemas["state_schema"]["properties"]["count"] == {"default": None, "title": "Count", "type": "integer"}
 
     hitl = await client.assistants.get_schemas("hitl")
     assert set(hitl["input_schema"]["properties"]) == {"task", "plan", "approved", "feedback", "result"}
@@ -380,6 +388,20 @@ async def test_schemas(client: Any) -> None:
     agent = await client.assistants.get_schemas("agent")
     assert "messages" in agent["input_schema"]["properties"]
     assert "messages" in agent["state_schema"]["properties"]
+
+
+async def test_schemas_of_a_named_graph_with_context_match_the_official_server(client: Any) -> None:
+    schemas = await client.assistants.get_schemas("named")
+    context = {"description": "Which model answers.", "title": "Context", "type": "object",
+               "properties": {"model": {"default": "fake", "title": "Model", "type": "string"},
+                              "temperature": {"default": 0.5, "title": "Temperature", "type": "number"}}}
+    # config_schema is what goes under config.configurable, not a wrapper around it.
+    assert schemas["config_schema"] == context
+    assert schemas["context_schema"] == context
+    # The state lists what `values` holds: the managed `remaining_steps` is not part of it.
+    state = schemas["state_schema"]
+    assert state["title"] == "ReAct AgentState"
+    assert set(state["properties"]) == {"messages", "count"}
 
 
 async def test_subgraphs(client: Any) -> None:
@@ -393,3 +415,26 @@ async def test_subgraphs(client: Any) -> None:
     assert list(await client.assistants.get_subgraphs("pipeline", recurse=True)) == ["child"]
     assert await client.assistants.get_subgraphs("pipeline", namespace="no_such_child") == {}
     assert await client.assistants.get_subgraphs("counter") == {}
+
+
+async def test_a_default_assistant_follows_its_graph_renamed_between_restarts(tmp_path: Path) -> None:
+    (tmp_path / "g.py").write_text(
+        "import os\n"
+        "from langgraph.graph import START, StateGraph\n"
+        "from typing_extensions import TypedDict\n"
+        "class S(TypedDict):\n    x: int\n"
+        "b = StateGraph(S)\nb.add_node('n', lambda s: {'x': 1})\nb.add_edge(START, 'n')\n"
+        "graph = b.compile(name=os.environ.get('GRAPH_NAME') or None)\n"
+    )
+    config = tmp_path / "langgraph.json"
+    config.write_text(json.dumps({"graphs": {"g": "./g.py:graph"}}))
+    seen = []
+    for name in ("First Name", ""):
+        server = Server(db=tmp_path / "skeino.db", config=config, env={"GRAPH_NAME": name}).start()
+        try:
+            client = get_client(url=server.url)
+            seen.append(await client.assistants.get("g"))
+            await client.http.client.aclose()
+        finally:
+            server.stop()
+    assert [(a["name"], a["version"]) for a in seen] == [("First Name", 1), ("g", 2)]

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import typing
 import uuid
 from typing import Any
 
 from skeino import serde
 from skeino.errors import Conflict, Invalid, NotFound
 from skeino.graphs import GraphRegistry, default_assistant_id
+from skeino.runtime.graph_schemas import display_name, graph_schemas, named
 from skeino.storage.base import Record, Storage, now_iso
 
 
@@ -29,15 +29,23 @@ class AssistantService:
         self._cache: dict[str, Record] = {}
 
     async def ensure_defaults(self) -> None:
-        """Create each graph's default assistant once; restarts leave existing ones alone."""
+        """Create each graph's default assistant once; a restart only brings its name and description up to date."""
         for graph_id in self._registry.ids():
             info = self._registry.info(graph_id)
+            name = display_name(info.graph, graph_id)
             now = now_iso()
-            await self._storage.assistant_create({
+            record = {
                 "assistant_id": default_assistant_id(graph_id), "graph_id": graph_id,
                 "config": {}, "context": {}, "metadata": {"created_by": "system"},
-                "name": graph_id, "description": info.description, "created_at": now, "updated_at": now,
-            })
+                "name": name, "description": info.description, "created_at": now, "updated_at": now,
+            }
+            if await self._storage.assistant_create(record) is not None:
+                continue
+            # As the official server does: the graph's code or langgraph.json may have renamed it.
+            current = await self._storage.assistant_get(record["assistant_id"])
+            if current is not None and (current["name"], current["description"]) != (name, info.description):
+                await self._storage.assistant_update(record["assistant_id"],
+                                                     {"name": name, "description": info.description})
 
     def resolve_id(self, assistant_id: str) -> str:
         """A graph id stands for its default assistant."""
@@ -144,58 +152,8 @@ class AssistantService:
 
     async def schemas(self, assistant_id: str) -> dict[str, Any]:
         record, graph = await self._graph(assistant_id)
-        return {"graph_id": record["graph_id"], **_schemas(graph)}
+        return {"graph_id": record["graph_id"], **graph_schemas(named(graph, record["graph_id"]))}
 
     async def subgraphs(self, assistant_id: str, namespace: str | None, recurse: bool) -> dict[str, Any]:
         _, graph = await self._graph(assistant_id)
-        return {ns: _schemas(sub) async for ns, sub in graph.aget_subgraphs(namespace=namespace, recurse=recurse)}
-
-
-def _typeddict_compat(typ: Any) -> Any:
-    """The typing_extensions twin of a typing.TypedDict, which pydantic refuses before Python 3.12."""
-    import typing_extensions
-
-    hints = typing.get_type_hints(typ, include_extras=True)
-    required = getattr(typ, "__required_keys__", frozenset(hints))
-    fields = {k: (v if k in required else typing_extensions.NotRequired[v]) for k, v in hints.items()}
-    twin = typing_extensions.TypedDict(typ.__name__, fields)  # type: ignore[operator]
-    twin.__doc__ = typ.__doc__
-    return twin
-
-
-def _json_schema(typ: Any) -> dict[str, Any]:
-    from pydantic import PydanticUserError, TypeAdapter
-
-    try:
-        return TypeAdapter(typ).json_schema()
-    except PydanticUserError:
-        # The most common state declaration (typing.TypedDict) fails on Python 3.11 only.
-        if not (typing.is_typeddict(typ) and type(typ).__module__ == "typing"):
-            raise
-        return TypeAdapter(_typeddict_compat(typ)).json_schema()
-
-
-def _schemas(graph: Any) -> dict[str, Any]:
-    def safe(fn: Any) -> Any:
-        try:
-            return serde.to_jsonable(fn())
-        except Exception:  # some graphs have no schema for a slot; null says so
-            return None
-
-    builder = getattr(graph, "builder", None)
-
-    def io_schema(method: Any, attr: str) -> Any:
-        # The graph's own method first; if it fails, the builder's declared type (see _json_schema).
-        schema = safe(method)
-        if schema is None and getattr(builder, attr, None) is not None:
-            schema = safe(lambda: _json_schema(getattr(builder, attr)))
-        return schema
-
-    return {
-        "input_schema": io_schema(graph.get_input_jsonschema, "input_schema"),
-        "output_schema": io_schema(graph.get_output_jsonschema, "output_schema"),
-        "state_schema": (safe(lambda: _json_schema(builder.state_schema))
-                         if getattr(builder, "state_schema", None) is not None else None),
-        "config_schema": safe(graph.get_config_jsonschema),
-        "context_schema": io_schema(graph.get_context_jsonschema, "context_schema"),
-    }
+        return {ns: graph_schemas(sub) async for ns, sub in graph.aget_subgraphs(namespace=namespace, recurse=recurse)}
