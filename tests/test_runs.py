@@ -351,14 +351,14 @@ async def test_errors_and_headers(server: Server, client: Any) -> None:
         res = await http.post(f"/threads/{tid}/runs", json={"input": {}})
         assert res.status_code == 422
         assert res.json()["detail"][0]["loc"] == ["body", "assistant_id"]
-        res = await http.post(f"/threads/{tid}/runs", json={"assistant_id": "counter", "input": {}, "command": {"resume": 1}})
+        res = await http.post(f"/threads/{tid}/runs", json={"assistant_id": "counter", "input": {"count": 1}, "command": {"resume": 1}})
         assert res.status_code == 422
         assert "both" in res.json()["detail"]
         res = await http.post(f"/threads/{tid}/runs", json={"assistant_id": "counter", "bogus": 1})
         assert res.status_code == 422 and res.json()["detail"][0]["loc"] == ["body", "bogus"]
         res = await http.post(f"/threads/{tid}/runs", json={"assistant_id": "counter", "webhook": "http://127.0.0.1:1/x"})
         assert res.status_code == 422 and "loopback" in res.json()["detail"]
-        res = await http.post(f"/threads/{tid}/runs", json={"assistant_id": "nope"})
+        res = await http.post(f"/threads/{tid}/runs", json={"assistant_id": "00000000-0000-0000-0000-00000000000a"})
         assert res.status_code == 404
         res = await http.get(f"/threads/{tid}/runs/00000000-0000-0000-0000-000000000000")
         assert res.status_code == 404

@@ -9,7 +9,11 @@ from __future__ import annotations
 
 from typing import Any
 
+import httpx
 import pytest
+from langgraph_sdk.errors import NotFoundError, UnprocessableEntityError
+
+from helpers import raw
 
 
 # Compared: runs.wait on context_dataclass / context_pydantic / context_typeddict with no
@@ -50,3 +54,72 @@ async def test_context_defaults_on_a_stream(client: Any) -> None:
     chunks = [c async for c in client.runs.stream(thread["thread_id"], "context_dataclass", input={},
                                                     stream_mode="values")]
     assert chunks[-1].data == {"context": {"kind": "DataclassContext", **DEFAULTS}}
+
+
+# Compared: the official chat UI's Approve/Reject request (`input` {} or {"messages": []}
+# beside `command.resume` = {"decisions": [...]}) on the approval graph; the official
+# server resumed both and ended with the same messages. It also ignores a non-empty input
+# sent with a command (it dropped a new user message); skeino refuses that one instead.
+WEATHER = {"messages": [{"role": "user", "content": "weather in Rome"}]}
+
+
+@pytest.mark.parametrize("empty", [{}, {"messages": []}, None])
+async def test_command_with_empty_input_resumes(client: Any, empty: Any) -> None:
+    thread = await client.threads.create()
+    tid = thread["thread_id"]
+    first = await client.runs.wait(tid, "approval", input=WEATHER)
+    [request] = first["__interrupt__"]
+    assert request["value"]["action_requests"][0]["args"] == {"city": "Rome"}
+    assert (await client.threads.get(tid))["status"] == "interrupted"
+    resumed = await client.runs.wait(tid, "approval", input=empty, command={"resume": {"decisions": [{"type": "approve"}]}})
+    assert [m["type"] for m in resumed["messages"]] == ["human", "ai", "tool", "ai"]
+    assert resumed["messages"][-1]["content"] == "The tool answered: It is sunny and 21 degrees in Rome."
+    state = await client.threads.get_state(tid)
+    assert state["next"] == [] and (await client.threads.get(tid))["status"] == "idle"
+
+
+async def test_reject_through_stream_with_empty_input(client: Any) -> None:
+    thread = await client.threads.create()
+    tid = thread["thread_id"]
+    await client.runs.wait(tid, "approval", input=WEATHER)
+    chunks = [c async for c in client.runs.stream(
+        tid, "approval", input={"messages": []}, stream_mode="values",
+        command={"resume": {"decisions": [{"type": "reject", "message": "not now"}]}})]
+    assert [c.event for c in chunks if c.event == "error"] == []
+    messages = chunks[-1].data["messages"]
+    assert [(m["type"], m["content"]) for m in messages[2:]] == [("tool", "not now"), ("ai", "The tool answered: not now")]
+
+
+async def test_command_with_real_input_is_refused(client: Any) -> None:
+    thread = await client.threads.create()
+    await client.runs.wait(thread["thread_id"], "approval", input=WEATHER)
+    with pytest.raises(UnprocessableEntityError) as err:
+        await client.runs.create(thread["thread_id"], "approval", input={"messages": [{"role": "user", "content": "hi"}]},
+                                 command={"resume": {"decisions": [{"type": "approve"}]}})
+    assert "'input' and 'command'" in str(err.value)
+
+
+# Compared: an assistant_id that is neither a UUID nor a graph id on all six run-creating
+# routes: the official server answers 422 (the SDK raises UnprocessableEntityError); an
+# unknown UUID answers 404 (NotFoundError).
+RUN_ROUTES = ["/threads/{tid}/runs", "/threads/{tid}/runs/wait", "/threads/{tid}/runs/stream",
+              "/runs", "/runs/wait", "/runs/stream"]
+
+
+async def test_unknown_assistant_on_run_creation(client: Any) -> None:
+    thread = await client.threads.create()
+    for route in RUN_ROUTES:
+        path = route.format(tid=thread["thread_id"])
+        res = await raw(client, "POST", path, json={"assistant_id": "nope", "input": {}})
+        assert res.status_code == 422, (path, res.text)
+        assert "nope" in res.json()["detail"] and "agent" in res.json()["detail"]
+        res = await raw(client, "POST", path, json={"assistant_id": "00000000-0000-0000-0000-00000000000a", "input": {}})
+        assert res.status_code == 404, (path, res.text)
+    with pytest.raises(UnprocessableEntityError):
+        await client.runs.create(thread["thread_id"], "nope", input={})
+    with pytest.raises(httpx.HTTPStatusError) as err:  # runs.wait raises httpx's error for any status
+        await client.runs.wait(None, "nope", input={})
+    assert err.value.response.status_code == 422
+    with pytest.raises(NotFoundError):
+        await client.runs.create(thread["thread_id"], "00000000-0000-0000-0000-00000000000a", input={})
+    assert await client.runs.list(thread["thread_id"]) == []

@@ -63,6 +63,13 @@ class AssistantService:
             self._cache[resolved] = record
         return record
 
+    async def get_for_run(self, assistant_id: str) -> Record:
+        """The assistant a run names; 422 when the id is neither a UUID nor a graph id, as on the official server."""
+        if assistant_id not in self._registry and not is_uuid(assistant_id):
+            raise Invalid(f"Invalid assistant {assistant_id!r}: give an assistant UUID or one of the loaded graph ids: "
+                          f"{', '.join(self._registry.ids())}")
+        return await self.get(assistant_id)
+
     def _check_graph(self, graph_id: str) -> None:
         if graph_id not in self._registry:
             raise NotFound(f"Graph with ID {graph_id!r} not found; loaded graphs: {', '.join(self._registry.ids())}")

@@ -33,6 +33,17 @@ def _merge_config(assistant_config: Record, run_config: Record | None) -> Record
     return merged
 
 
+def _is_empty_input(value: Any) -> bool:
+    """No input, or one that carries nothing (`{}`, `{"messages": []}`): what UIs send beside a command.
+
+    The official server ignores any input given with a command; skeino accepts the empty
+    ones UIs send and refuses one that would be ignored.
+    """
+    if isinstance(value, dict):
+        return all(_is_empty_input(v) for v in value.values())
+    return value is None or (isinstance(value, (list, str)) and not value)
+
+
 def _settled_status(thread: Record) -> str:
     """A thread's status once nothing runs on it, from what its last run left."""
     if thread.get("interrupts"):
@@ -56,9 +67,9 @@ class RunService:
     async def create(self, thread_id: str | None, body: dict[str, Any]) -> tuple[Record, RunStream]:
         """Validate, apply the multitask strategy, persist as pending and queue the run."""
         self._refuse_unsupported(body)
-        if body.get("input") is not None and body.get("command") is not None:
-            raise Invalid("Cannot specify both 'input' and 'command'")
-        assistant = await self._assistants.get(body["assistant_id"])
+        if body.get("command") is not None and not _is_empty_input(body.get("input")):
+            raise Invalid("Cannot specify both 'input' and 'command': send the command with no input, or an empty one")
+        assistant = await self._assistants.get_for_run(body["assistant_id"])
         await self._webhooks.check(body.get("webhook"))
         stateless = thread_id is None
         on_completion = body.get("on_completion") or ("delete" if stateless else "keep")
