@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import logging
-from contextlib import asynccontextmanager
-from typing import Any, AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+from typing import Any, AsyncContextManager, AsyncIterator
 
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -12,7 +12,7 @@ from fastapi.responses import JSONResponse, RedirectResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from skeino import __version__
-from skeino.api import assistants, crons, meta, openai, runs, store, studio, threads
+from skeino.api import assistants, crons, mcp, meta, openai, runs, store, studio, threads
 from skeino.api.deps import JSON
 from skeino.api.middleware import RequestLayer
 from skeino.api.security import SecurityLayer, require_scope
@@ -21,6 +21,7 @@ from skeino.config import Config
 from skeino.errors import SkeinoError
 from skeino.graphs import GraphRegistry
 from skeino.runtime.core import Runtime
+from skeino.runtime.tools import AssistantTools
 
 logger = logging.getLogger("skeino")
 
@@ -48,12 +49,17 @@ def create_app(config: Config, registry: GraphRegistry | None = None, guard: Gua
     registry = registry or GraphRegistry.load(config)
     guard = guard or Guard.from_config(config)
     rt = Runtime(config, registry)
+    # Protocol endpoints' own machinery (the MCP session manager), entered after the runtime starts.
+    extensions: list[AsyncContextManager[None]] = []
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await rt.start()
         try:
-            yield
+            async with AsyncExitStack() as stack:
+                for extension in extensions:
+                    await stack.enter_async_context(extension)
+                yield
         finally:
             await rt.stop()
             guard.audit.close()
@@ -83,6 +89,8 @@ def create_app(config: Config, registry: GraphRegistry | None = None, guard: Gua
                    openai.router):
         if id(router) not in skip:
             app.include_router(router)
+    if not http.get("disable_mcp"):
+        extensions.append(mcp.install(app, AssistantTools(rt.assistants, rt.runs)))
     if http.get("disable_ui"):
         return app
     studio.mount(app)
