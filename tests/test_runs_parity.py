@@ -7,6 +7,7 @@ directory's langgraph.json, and to skeino.
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import httpx
@@ -123,3 +124,47 @@ async def test_unknown_assistant_on_run_creation(client: Any) -> None:
     with pytest.raises(NotFoundError):
         await client.runs.create(thread["thread_id"], "00000000-0000-0000-0000-00000000000a", input={})
     assert await client.runs.list(thread["thread_id"]) == []
+
+
+async def wait_for(probe: Any, predicate: Any, timeout: float = 15) -> Any:
+    """Poll `probe()` until `predicate(value)`; the value, or AssertionError after `timeout` seconds."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        value = await probe()
+        if predicate(value):
+            return value
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"condition never met; last value: {value}")
+        await asyncio.sleep(0.02)
+
+
+# Compared: cancelling a finished run (plain, wait=true, action=rollback, and through
+# POST /runs/cancel with its id): the official server answers 404 every time and the run
+# stays `success`. Cancelling `slow` with action=interrupt while it sleeps in `nap` (the
+# `before` checkpoint written, next == ["nap"]): run `interrupted`, thread `interrupted`.
+async def test_cancel_finished_run_is_404_and_leaves_it(client: Any) -> None:
+    thread = await client.threads.create()
+    tid = thread["thread_id"]
+    run = await client.runs.create(tid, "counter", input={"count": 0})
+    await client.runs.join(tid, run["run_id"])
+    for query in ("", "?wait=true", "?action=rollback"):
+        res = await raw(client, "POST", f"/threads/{tid}/runs/{run['run_id']}/cancel{query}")
+        assert res.status_code == 404, (query, res.text)
+        assert isinstance(res.json()["detail"], str)
+    with pytest.raises(NotFoundError):
+        await client.runs.cancel(tid, run["run_id"])
+    with pytest.raises(NotFoundError):
+        await client.runs.cancel_many(thread_id=tid, run_ids=[run["run_id"]])
+    assert (await client.runs.get(tid, run["run_id"]))["status"] == "success"
+    assert (await client.threads.get(tid))["values"] == {"count": 3}
+
+
+async def test_interrupt_leaves_thread_interrupted_when_tasks_remain(client: Any) -> None:
+    thread = await client.threads.create()
+    tid = thread["thread_id"]
+    run = await client.runs.create(tid, "slow", input={"seconds": 30})
+    await wait_for(lambda: client.threads.get_state(tid), lambda s: s["next"] == ["nap"])
+    await client.runs.cancel(tid, run["run_id"], wait=True, action="interrupt")
+    assert (await client.runs.get(tid, run["run_id"]))["status"] == "interrupted"
+    assert (await client.threads.get(tid))["status"] == "interrupted"
+    assert (await client.threads.get_state(tid))["next"] == ["nap"]

@@ -225,7 +225,9 @@ class RunExecutor:
             thread_changes.update(status="interrupted" if pending else "idle", error=None)
         elif status == "error" and failure is not None:
             thread_changes.update(status="error", error=error_payload(failure))
-        elif pending or (stopped_at_interrupt and snapshot is not None and snapshot.next):
+        elif pending or ((stopped_at_interrupt or status == "interrupted") and snapshot is not None and snapshot.next):
+            # A run cancelled mid-way leaves tasks to run: the thread is interrupted, as on
+            # the official server, and a run with no input continues it.
             thread_changes.update(status="interrupted", error=None)
         else:
             thread_changes.update(status="idle", error=None)

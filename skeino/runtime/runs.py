@@ -17,7 +17,7 @@ from skeino.runtime.compat import CONFIG_KEY_STRICT_RESUME, STRICT_RESUME
 from skeino.runtime.queue import RunQueue
 from skeino.runtime.threads import new_thread_record
 from skeino.runtime.webhooks import WebhookSender
-from skeino.storage.base import RUN_FINAL, Record, Storage, now_iso
+from skeino.storage.base import RUN_FINAL, RUN_INFLIGHT, Record, Storage, now_iso
 from skeino.streaming.modes import normalize_modes
 
 logger = logging.getLogger("skeino.runs")
@@ -199,6 +199,9 @@ class RunService:
     # cancelling -------------------------------------------------------------------------
     async def cancel(self, thread_id: str, run_id: str, *, wait: bool, action: str) -> None:
         run = await self.get(thread_id, run_id)
+        if run["status"] in RUN_FINAL:
+            # As on the official server: a finished run is not cancelled (404) and stays as it is.
+            raise NotFound(f"Run {run_id} has already finished ({run['status']}); there is nothing to cancel")
         await self._cancel(run, wait=wait, action=action)
 
     async def _cancel(self, run: Record, *, wait: bool, action: str) -> None:
@@ -249,9 +252,11 @@ class RunService:
             runs = await self._storage.runs_with_status(statuses)
         else:
             raise Invalid("give 'run_ids', 'thread_id' or 'status'")
-        for run in runs:
-            if run["status"] in ("pending", "running"):
-                await self._cancel(run, wait=False, action=action)
+        cancelable = [run for run in runs if run["status"] in RUN_INFLIGHT]
+        if not cancelable:
+            raise NotFound("No matching runs to cancel: they do not exist, were deleted or have already finished")
+        for run in cancelable:
+            await self._cancel(run, wait=False, action=action)
 
     # streams --------------------------------------------------------------------------
     async def events(self, run: Record, after: int) -> AsyncIterator[list[Event]]:
