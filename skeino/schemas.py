@@ -269,6 +269,6 @@ class StoreSearch(Body):
 class StoreNamespaces(Body):
     prefix: list[str] | None = None
     suffix: list[str] | None = None
-    max_depth: int | None = None
+    max_depth: int | None = Field(None, ge=1)
     limit: int = Field(100, ge=1, le=1000)
     offset: int = Field(0, ge=0)

@@ -2,52 +2,122 @@
 
 from __future__ import annotations
 
-from typing import Any
+import logging
+import re
+from datetime import datetime, timezone
+from typing import Any, Sequence
 
 from langgraph.store.base import BaseStore, Item
 
-from skeino.errors import NotFound, NotSupported
+from skeino.errors import Invalid, NotSupported
+from skeino.runtime.ttl import check_ttl_minutes
+
+logger = logging.getLogger("skeino.store")
+
+# What LangGraph's stores can filter on: a field name (dots reach into nested values) and,
+# for a comparison, one of these operators. Anything else would fail deep in the store.
+_FIELD = re.compile(r"^[A-Za-z0-9_.-]+$")
+_OPERATORS = frozenset({"$eq", "$ne", "$gt", "$gte", "$lt", "$lte"})
+
+
+def _timestamp(value: Any) -> Any:
+    """ISO-8601 in UTC with its offset, as the official server answers (SQLite keeps naive UTC)."""
+    if isinstance(value, datetime):
+        return (value if value.tzinfo else value.replace(tzinfo=timezone.utc)).isoformat()
+    return value
 
 
 def _item(item: Item) -> dict[str, Any]:
-    data = item.dict()
-    return {k: data.get(k) for k in ("namespace", "key", "value", "created_at", "updated_at")} | (
-        {"score": data["score"]} if "score" in data else {}
-    )
+    data = {"namespace": list(item.namespace), "key": item.key, "value": item.value,
+            "created_at": _timestamp(item.created_at), "updated_at": _timestamp(item.updated_at)}
+    if hasattr(item, "score"):  # a search result: ranked (a number) or not (null)
+        data["score"] = item.score
+    return data
+
+
+def check_namespace(labels: Sequence[Any], field: str, *, allow_empty: bool = False) -> tuple[str, ...]:
+    """The namespace as a tuple; Invalid naming `field` for labels no store could hold.
+
+    A label holds no period (the GET route joins labels with periods) and no NUL
+    (databases refuse it); an item's namespace has at least one label.
+    """
+    if not labels and not allow_empty:
+        raise Invalid(f"'{field}' must name at least one label")
+    for label in labels:
+        if not isinstance(label, str) or not label or "." in label or "\x00" in label:
+            raise Invalid(f"'{field}' label {label!r} must be a non-empty string without periods or NUL characters")
+    return tuple(labels)
+
+
+def check_filter(filter: dict[str, Any] | None, path: str = "") -> dict[str, Any] | None:
+    """The search filter as the stores apply it; Invalid naming the part no store could apply.
+
+    A nested object without operators matches nested fields (as in LangGraph's in-memory
+    store, which the official development server uses); it becomes dotted field names,
+    the form the SQL stores understand.
+    """
+    if not filter:
+        return filter
+    flat: dict[str, Any] = {}
+    for field, condition in filter.items():
+        name = f"{path}.{field}" if path else field
+        if not _FIELD.match(field) or field.startswith(".") or field.endswith("."):
+            raise Invalid(f"'filter' key {name!r} is not a field name (letters, digits, '_', '-', '.' only)")
+        if isinstance(condition, dict) and condition and not any(k.startswith("$") for k in condition):
+            flat.update(check_filter(condition, name) or {})
+            continue
+        if isinstance(condition, dict):
+            for operator in condition:
+                if operator not in _OPERATORS:
+                    raise Invalid(f"'filter.{name}' uses unknown operator {operator!r}; "
+                                  f"use one of {', '.join(sorted(_OPERATORS))}")
+        flat[name] = condition
+    return flat
 
 
 class StoreService:
     def __init__(self, store: BaseStore, *, indexed: bool = False) -> None:
         self._store = store
         self._indexed = indexed  # langgraph.json configures store.index (semantic search)
+        self._told_unranked = False
 
     async def put(self, namespace: list[str], key: str, value: dict[str, Any], *, index: Any, ttl: float | None) -> None:
+        ns = check_namespace(namespace, "namespace")
+        if ttl is not None:
+            ttl = check_ttl_minutes(ttl, "'ttl'")
         if index and not self._indexed:
             raise NotSupported("store 'index' (semantic search) is not configured on this server")
-        await self._store.aput(tuple(namespace), key, value, index=index, ttl=ttl)
+        await self._store.aput(ns, key, value, index=index, ttl=ttl)
 
-    async def get(self, namespace: str | None, key: str, *, refresh_ttl: bool | None) -> dict[str, Any]:
-        ns = tuple(namespace.split(".")) if namespace else ()
+    async def get(self, namespace: str | None, key: str, *, refresh_ttl: bool | None) -> dict[str, Any] | None:
+        """The item, or None when there is none (the official server answers null, not 404)."""
+        ns = check_namespace((namespace or "").split("."), "namespace")
         item = await self._store.aget(ns, key, refresh_ttl=refresh_ttl)
-        if item is None:
-            raise NotFound(f"Item {key!r} not found in namespace {namespace!r}")
-        return _item(item)
+        return _item(item) if item is not None else None
 
     async def delete(self, namespace: list[str], key: str) -> None:
-        await self._store.adelete(tuple(namespace), key)
+        """Delete the item; deleting one that is not there is not an error."""
+        await self._store.adelete(check_namespace(namespace, "namespace"), key)
 
     async def search(self, namespace_prefix: list[str], *, filter: dict[str, Any] | None, limit: int, offset: int,
                      query: str | None, refresh_ttl: bool | None) -> list[dict[str, Any]]:
+        prefix = check_namespace(namespace_prefix, "namespace_prefix", allow_empty=True)
+        filter = check_filter(filter)
         if query and not self._indexed:
-            raise NotSupported("store 'query' (semantic search) is not configured on this server")
-        items = await self._store.asearch(tuple(namespace_prefix), filter=filter, limit=limit, offset=offset,
+            # As the official server does: the query cannot rank anything, the other conditions still apply.
+            if not self._told_unranked:
+                self._told_unranked = True
+                logger.info("store search with 'query' on a server without store.index: items are listed unranked")
+            query = None
+        items = await self._store.asearch(prefix, filter=filter, limit=limit, offset=offset,
                                           query=query, refresh_ttl=refresh_ttl)
         return [_item(i) for i in items]
 
     async def namespaces(self, *, prefix: list[str] | None, suffix: list[str] | None, max_depth: int | None,
                          limit: int, offset: int) -> list[list[str]]:
         found = await self._store.alist_namespaces(
-            prefix=tuple(prefix) if prefix else None, suffix=tuple(suffix) if suffix else None,
+            prefix=check_namespace(prefix, "prefix") if prefix else None,
+            suffix=check_namespace(suffix, "suffix") if suffix else None,
             max_depth=max_depth, limit=limit, offset=offset,
         )
         return [list(ns) for ns in found]

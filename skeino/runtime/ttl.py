@@ -19,6 +19,18 @@ logger = logging.getLogger("skeino")
 DEFAULT_SWEEP_MINUTES = 1.0
 
 
+# The longest TTL accepted (100 years): far beyond any use, and short enough that an expiry
+# time stays a valid date (1e300 minutes would overflow every date type).
+MAX_TTL_MINUTES = 100 * 365 * 24 * 60
+
+
+def check_ttl_minutes(value: Any, field: str) -> float:
+    """A TTL in minutes: a positive number up to MAX_TTL_MINUTES, else Invalid naming `field`."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= MAX_TTL_MINUTES:
+        raise Invalid(f"{field} must be a positive number of minutes up to {MAX_TTL_MINUTES}, got {value!r}")
+    return float(value)
+
+
 def thread_ttl_minutes(value: Any) -> float:
     """Minutes from a request's `ttl`: `{"strategy": "delete", "ttl": minutes}` (what the SDK sends) or a number."""
     if isinstance(value, dict):
@@ -29,9 +41,7 @@ def thread_ttl_minutes(value: Any) -> float:
         if strategy != "delete":
             raise Invalid(f"thread ttl strategy {strategy!r} is not supported; use 'delete'")
         value = value.get("ttl")
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
-        raise Invalid(f"thread 'ttl' must be a positive number of minutes, got {value!r}")
-    return float(value)
+    return check_ttl_minutes(value, "thread 'ttl'")
 
 
 class ThreadSweeper:
