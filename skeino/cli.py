@@ -26,6 +26,9 @@ def _parser() -> argparse.ArgumentParser:
         p.add_argument("--host", default=None, help="interface to bind (default 127.0.0.1)")
         p.add_argument("--port", type=int, default=None, help="port (default 2024)")
         p.add_argument("--db", default=None, help="SQLite file (default .skeino/skeino.db next to the config)")
+        p.add_argument("--database-url", default=None,
+                       help="postgresql://... to keep everything in Postgres (default: the SQLite file); "
+                            "same as SKEINO_DATABASE_URL")
         p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
         p.add_argument("--log-format", default=os.environ.get("SKEINO_LOG_FORMAT", "text"), choices=LOG_FORMATS,
                        help="text, or json: one JSON object per line with request and run ids")
@@ -42,6 +45,11 @@ def _load(args: argparse.Namespace) -> Config:
         settings.port = args.port
     if args.db:
         settings.db_path = Path(args.db).resolve()
+    database_url = getattr(args, "database_url", None)
+    if database_url:
+        if not database_url.startswith(("postgresql://", "postgres://")):
+            raise ConfigError(f"--database-url must be a postgresql:// URL, not {database_url.split(':')[0]!r}")
+        settings.database_url = database_url
     settings.dev = getattr(args, "command", None) == "dev"
     settings.insecure = bool(getattr(args, "insecure", False))
     config = load_config(args.config, settings)
@@ -56,7 +64,7 @@ def _banner(config: Config) -> str:
     return (
         f"\n  skeino {__version__} serving {len(config.graphs)} graph(s) from {config.config_path}\n"
         f"  API:    {base}\n  Docs:   {base}/docs\n  Studio: {base}/studio/\n"
-        f"  Data:   {config.db_path}\n"
+        f"  Data:   {config.data_location}\n"
     )
 
 
@@ -116,6 +124,8 @@ def main(argv: list[str] | None = None) -> int:
         os.environ["SKEINO_LOG_FORMAT"], os.environ["SKEINO_LOG_LEVEL"] = args.log_format, args.log_level
         if args.db:
             os.environ["SKEINO_DB"] = str(settings.db_path)
+        if settings.database_url:
+            os.environ["SKEINO_DATABASE_URL"] = settings.database_url
         # Reload on code and config edits, never on the database the server itself writes.
         logging.getLogger("watchfiles").setLevel(logging.WARNING)
         uvicorn.run("skeino.cli:app_factory", factory=True, reload=True, reload_dirs=[str(config.base_dir)],

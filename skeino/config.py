@@ -52,6 +52,12 @@ class Settings:
     host: str = "127.0.0.1"
     port: int = 2024
     db_path: Path | None = None
+    # postgresql://... selects the Postgres backend (several replicas may share it); SQLite otherwise.
+    database_url: str | None = None
+    database_pool_size: int = 20
+    redis_url: str | None = None  # live events and cancel signals between replicas
+    replica_id: str | None = None  # names this process in run leases; a random id when unset
+    run_lease_seconds: float = 30.0  # a replica that stops renewing loses its runs this long after
     max_concurrent_runs: int = 2048
     run_timeout: float | None = None
     shutdown_grace: float = 10.0
@@ -92,10 +98,21 @@ class Settings:
         if recovery not in ("error", "retry"):
             raise ConfigError(f"SKEINO_RECOVERY must be 'error' or 'retry', not {recovery!r}")
         db = env.get("SKEINO_DB")
+        database_url = env.get("SKEINO_DATABASE_URL") or None
+        if database_url and not database_url.startswith(("postgresql://", "postgres://")):
+            raise ConfigError(f"SKEINO_DATABASE_URL must be a postgresql:// URL, not {database_url.split(':')[0]!r}")
+        lease = num("SKEINO_RUN_LEASE_SECONDS", float, cls.run_lease_seconds)
+        if lease < 1:
+            raise ConfigError(f"SKEINO_RUN_LEASE_SECONDS must be at least 1, not {lease}")
         return cls(
             host=env.get("SKEINO_HOST", cls.host),
             port=num("SKEINO_PORT", int, cls.port),
             db_path=Path(db) if db else None,
+            database_url=database_url,
+            database_pool_size=num("SKEINO_DATABASE_POOL_SIZE", int, cls.database_pool_size),
+            redis_url=env.get("SKEINO_REDIS_URL") or None,
+            replica_id=env.get("SKEINO_REPLICA_ID") or None,
+            run_lease_seconds=lease,
             max_concurrent_runs=num("SKEINO_MAX_CONCURRENT_RUNS", int, cls.max_concurrent_runs),
             run_timeout=num("SKEINO_RUN_TIMEOUT", float, None),
             shutdown_grace=num("SKEINO_SHUTDOWN_GRACE", float, cls.shutdown_grace),
@@ -140,6 +157,17 @@ class Config:
         if self.settings.db_path is not None:
             return self.settings.db_path
         return self.base_dir / ".skeino" / "skeino.db"
+
+    @property
+    def data_location(self) -> str:
+        """Where the data lives, for humans: the Postgres server (no password) or the SQLite file."""
+        url = self.settings.database_url
+        if not url:
+            return str(self.db_path)
+        from psycopg.conninfo import conninfo_to_dict
+
+        parts = conninfo_to_dict(url)
+        return f"postgresql://{parts.get('host', 'localhost')}:{parts.get('port', 5432)}/{parts.get('dbname', '')}"
 
 
 def _read_env(value: Any, base_dir: Path, path: Path) -> dict[str, str]:

@@ -8,7 +8,16 @@ from typing import AsyncIterator, Iterator
 import pytest
 from langgraph_sdk import get_client
 
+import pgdb
+import serverproc
 from serverproc import Server
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _drop_test_databases() -> Iterator[None]:
+    """Databases made for servers under SKEINO_TEST_BACKEND=postgres go with the session."""
+    yield
+    serverproc.drop_databases()
 
 
 @pytest.fixture(scope="session")
@@ -42,3 +51,13 @@ def no_server_errors(server: Server) -> Iterator[None]:
 @pytest.fixture
 def fresh_db(tmp_path: Path) -> Path:
     return tmp_path / "skeino.db"
+
+
+@pytest.fixture(scope="session")
+def pg_url() -> Iterator[str]:
+    """A fresh Postgres database for this session; the tests using it skip without SKEINO_TEST_DATABASE_URL."""
+    if pgdb.BASE_URL is None:
+        pytest.skip("SKEINO_TEST_DATABASE_URL is not set")
+    url = pgdb.create_database()
+    yield url
+    pgdb.drop_database(url)

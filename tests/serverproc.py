@@ -13,6 +13,28 @@ from pathlib import Path
 
 import httpx
 
+import pgdb
+
+# SKEINO_TEST_BACKEND=postgres runs every server of the suite on Postgres: each SQLite path
+# a test names stands for a database of its own, the same one each time the path is reused.
+BACKEND = os.environ.get("SKEINO_TEST_BACKEND", "sqlite")
+_DATABASES: dict[Path, str] = {}
+
+
+def database_url(db: Path) -> str:
+    """The Postgres database standing for SQLite file `db` (created on first use)."""
+    if pgdb.BASE_URL is None:
+        raise RuntimeError("SKEINO_TEST_BACKEND=postgres needs SKEINO_TEST_DATABASE_URL")
+    if db not in _DATABASES:
+        _DATABASES[db] = pgdb.create_database()
+    return _DATABASES[db]
+
+
+def drop_databases() -> None:
+    for url in _DATABASES.values():
+        pgdb.drop_database(url)
+    _DATABASES.clear()
+
 TESTS = Path(__file__).parent
 TEST_CONFIG = TESTS / "langgraph.json"
 
@@ -42,9 +64,12 @@ class Server:
     def start(self, timeout: float = 30) -> "Server":
         self.log = self.db.with_suffix(f".{self.port}.log")
         env = {**os.environ, **self.env}
+        args = list(self.extra_args)
+        if BACKEND == "postgres" and "--database-url" not in args:
+            args += ["--database-url", database_url(self.db)]
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "skeino.cli", "serve", "--config", str(self.config), "--port", str(self.port),
-             "--db", str(self.db), "--log-level", "warning", *self.extra_args],
+             "--db", str(self.db), "--log-level", "warning", *args],
             stdout=self.log.open("wb"), stderr=subprocess.STDOUT, env=env,
         )
         deadline = time.monotonic() + timeout

@@ -31,14 +31,18 @@ def _sqlite(tmp_path: Path) -> Backend:
     return Backend("sqlite", lambda: SqliteStorage(path))
 
 
-# Each further backend (e.g. Postgres, named to the tests by SKEINO_TEST_DATABASE_URL) is
-# one more entry here; every test below then runs against it too.
-BACKENDS: dict[str, Callable[[Path], Backend]] = {"sqlite": _sqlite}
+def _postgres(request: pytest.FixtureRequest) -> Backend:
+    from skeino.storage.postgres import PostgresStorage
+
+    # One database for the session (skipped without SKEINO_TEST_DATABASE_URL): the tests
+    # never assume an empty one.
+    url = request.getfixturevalue("pg_url")
+    return Backend("postgres", lambda: PostgresStorage(url, pool_size=4))
 
 
-@pytest.fixture(params=list(BACKENDS))
+@pytest.fixture(params=["sqlite", "postgres"])
 def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Backend:
-    return BACKENDS[request.param](tmp_path)
+    return _sqlite(tmp_path) if request.param == "sqlite" else _postgres(request)
 
 
 @pytest.fixture

@@ -29,19 +29,15 @@ from langgraph.checkpoint.sqlite import SqliteSaver
 from langgraph.store.sqlite.aio import AsyncSqliteStore
 
 from skeino.storage.access import AccessFilter, matches_json
+from skeino.storage import query
 from skeino.storage.base import Record, SortOrder, json_contains, iso_from_epoch, now_iso
+from skeino.storage.query import ASSISTANT_COLS, JSON_COLS, RUN_COLS, THREAD_COLS
 from skeino.storage.sqlite.driver import setup_saver, sqlite_api
-from skeino.storage.sqlite.common import _dec, _enc, _threaded
+from skeino.storage.sqlite.common import DIALECT, _dec, _enc, _threaded
 from skeino.storage.sqlite.crons import CronTables
 from skeino.storage.sqlite.migrations import migrate
 
-_ASSISTANT_COLS = ("assistant_id", "graph_id", "config", "context", "metadata", "name", "description", "version", "created_at", "updated_at")
-_THREAD_COLS = ("thread_id", "created_at", "updated_at", "state_updated_at", "metadata", "status", "config", "values", "interrupts", "error")
-_RUN_COLS = ("run_id", "thread_id", "assistant_id", "created_at", "updated_at", "status", "metadata", "kwargs", "multitask_strategy", "run_at")
-_JSON_COLS = {"config", "context", "metadata", "values", "interrupts", "error", "kwargs"}
-
-_ASSISTANT_SORT = {"assistant_id", "graph_id", "name", "created_at", "updated_at"}
-_THREAD_SORT = {"thread_id", "status", "created_at", "updated_at", "state_updated_at"}
+_ASSISTANT_COLS, _THREAD_COLS, _RUN_COLS, _JSON_COLS = ASSISTANT_COLS, THREAD_COLS, RUN_COLS, JSON_COLS
 
 T = TypeVar("T")
 
@@ -62,8 +58,7 @@ def _sql_access(doc: str | None, filter_json: str) -> int:
 _RUN_ACCESS = "thread_id IN (SELECT t.thread_id FROM threads t WHERE access_match(t.metadata, ?))"
 
 
-def _q(col: str) -> str:
-    return f'"{col}"'
+_q = query.q
 
 
 _PRAGMAS = (
@@ -292,16 +287,10 @@ class SqliteStorage(CronTables):
         else:
             self.conn.execute("COMMIT")
 
-    def _page(self, table: str, cols: Sequence[str], where: str, params: list[Any], sort_by: str | None,
-              sort_order: SortOrder, limit: int, offset: int) -> list[Record]:
-        """One page of a filtered, sorted search (rowid breaks ties so pages never overlap)."""
-        order = "ASC" if sort_order == "asc" else "DESC"
-        rows = self._all(
-            f"SELECT {', '.join(map(_q, cols))} FROM {table}{where} "
-            f"ORDER BY {sort_by or 'created_at'} {order}, rowid {order} LIMIT ? OFFSET ?",
-            [*params, limit, offset],
-        )
-        return [_row(cols, r) for r in rows]
+    def _page(self, table: str, columns: Sequence[str], where: query.Where, sort_by: str | None,
+              sortable: frozenset[str], sort_order: SortOrder, limit: int, offset: int) -> list[Record]:
+        sql, params = query.page(DIALECT, table, columns, where, sort_by, sortable, sort_order, limit, offset)
+        return [_row(columns, r) for r in self._all(sql, params)]
 
     def _one(self, sql: str, params: Sequence[Any] = ()) -> Any:
         return self.conn.execute(sql, params).fetchone()
@@ -367,50 +356,27 @@ class SqliteStorage(CronTables):
             conn.execute("DELETE FROM crons WHERE assistant_id = ?", (assistant_id,))
             return cur.rowcount > 0
 
-    @staticmethod
-    def _assistant_where(graph_id: str | None, name: str | None, metadata: Record | None,
-                         access: AccessFilter | None) -> tuple[str, list[Any]]:
-        where, params = [], []
-        if access is not None:
-            where.append("access_match(metadata, ?)")
-            params.append(access.json)
-        if graph_id:
-            where.append("graph_id = ?")
-            params.append(graph_id)
-        if name:
-            where.append("name LIKE ?")
-            params.append(f"%{name}%")
-        if metadata:
-            where.append("json_contains(metadata, ?)")
-            params.append(_enc(metadata))
-        return (" WHERE " + " AND ".join(where)) if where else "", params
-
     @_threaded
     def assistant_search(self, *, graph_id: str | None, name: str | None, metadata: Record | None,
                          limit: int, offset: int, sort_by: str, sort_order: SortOrder,
                          access: AccessFilter | None = None) -> list[Record]:
-        where, params = self._assistant_where(graph_id, name, metadata, access)
-        return self._page("assistants", _ASSISTANT_COLS, where, params, sort_by if sort_by in _ASSISTANT_SORT else None,
-                          sort_order, limit, offset)
+        where = query.assistant_where(DIALECT, graph_id, name, metadata, access)
+        return self._page("assistants", _ASSISTANT_COLS, where, sort_by, query.ASSISTANT_SORT, sort_order, limit, offset)
 
     @_threaded
     def assistant_count(self, *, graph_id: str | None, name: str | None, metadata: Record | None,
                         access: AccessFilter | None = None) -> int:
-        where, params = self._assistant_where(graph_id, name, metadata, access)
-        return (self._one(f"SELECT COUNT(*) FROM assistants{where}", params))[0]
+        where = query.assistant_where(DIALECT, graph_id, name, metadata, access)
+        return self._one(*query.count("assistants", where))[0]
 
     @_threaded
     def assistant_versions(self, assistant_id: str, *, metadata: Record | None, limit: int, offset: int) -> list[Record]:
-        cols = ("assistant_id", "version", "graph_id", "config", "context", "metadata", "name", "description", "created_at")
-        where, params = "assistant_id = ?", [assistant_id]
-        if metadata:
-            where += " AND json_contains(metadata, ?)"
-            params.append(_enc(metadata))
+        where = query.Where(DIALECT).eq("assistant_id", assistant_id).contains("metadata", metadata)
         rows = self._all(
-            f"SELECT {', '.join(cols)} FROM assistant_versions WHERE {where} ORDER BY version DESC LIMIT ? OFFSET ?",
-            [*params, limit, offset],
+            f"SELECT {query.cols(query.VERSION_COLS)} FROM assistant_versions{where.sql} ORDER BY version DESC LIMIT ? OFFSET ?",
+            [*where.params, limit, offset],
         )
-        return [_row(cols, r) for r in rows]
+        return [_row(query.VERSION_COLS, r) for r in rows]
 
     @_threaded
     def assistant_set_latest(self, assistant_id: str, version: int) -> Record | None:
@@ -516,40 +482,17 @@ class SqliteStorage(CronTables):
         )
         return [r[0] for r in rows]
 
-    @staticmethod
-    def _thread_where(ids: Sequence[str] | None, metadata: Record | None, values: Record | None,
-                      status: str | None, access: AccessFilter | None) -> tuple[str, list[Any]]:
-        where, params = [], []
-        if access is not None:
-            where.append("access_match(metadata, ?)")
-            params.append(access.json)
-        if ids:
-            where.append(f"thread_id IN ({', '.join('?' * len(ids))})")
-            params.extend(ids)
-        if metadata:
-            where.append("json_contains(metadata, ?)")
-            params.append(_enc(metadata))
-        if values:
-            where.append('json_contains("values", ?)')
-            params.append(_enc(values))
-        if status:
-            where.append("status = ?")
-            params.append(status)
-        return (" WHERE " + " AND ".join(where)) if where else "", params
-
     @_threaded
     def thread_search(self, *, ids: Sequence[str] | None, metadata: Record | None, values: Record | None,
                       status: str | None, limit: int, offset: int, sort_by: str, sort_order: SortOrder,
                       access: AccessFilter | None = None) -> list[Record]:
-        where, params = self._thread_where(ids, metadata, values, status, access)
-        return self._page("threads", _THREAD_COLS, where, params, sort_by if sort_by in _THREAD_SORT else None,
-                          sort_order, limit, offset)
+        where = query.thread_where(DIALECT, ids, metadata, values, status, access)
+        return self._page("threads", _THREAD_COLS, where, sort_by, query.THREAD_SORT, sort_order, limit, offset)
 
     @_threaded
     def thread_count(self, *, ids: Sequence[str] | None, metadata: Record | None, values: Record | None,
                      status: str | None, access: AccessFilter | None = None) -> int:
-        where, params = self._thread_where(ids, metadata, values, status, access)
-        return (self._one(f"SELECT COUNT(*) FROM threads{where}", params))[0]
+        return self._one(*query.count("threads", query.thread_where(DIALECT, ids, metadata, values, status, access)))[0]
 
     # runs -------------------------------------------------------------------------
     @_threaded

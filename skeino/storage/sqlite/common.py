@@ -7,6 +7,9 @@ from typing import TYPE_CHECKING, Any, Callable, TypeVar
 
 import orjson
 
+from skeino.storage.access import AccessFilter
+from skeino.storage.query import Dialect
+
 if TYPE_CHECKING:
     from skeino.storage.sqlite.backend import SqliteStorage
 
@@ -19,6 +22,16 @@ def _enc(value: Any) -> str | None:
 
 def _dec(value: Any) -> Any:
     return None if value is None else orjson.loads(value)
+
+
+def _access(col: str, access: AccessFilter) -> tuple[str, list[Any]]:
+    return f"access_match({col}, ?)", [access.json]
+
+
+# SQLite's LIKE ignores case (for ASCII); json_contains and access_match are registered on
+# every connection.
+DIALECT = Dialect(param="?", contains="json_contains({col}, {param})", ilike="{col} LIKE {param}",
+                  encode_json=_enc, tiebreak="rowid", access=_access)
 
 
 def _threaded(fn: Callable[..., T]) -> Callable[..., Any]:

@@ -5,16 +5,15 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, Sequence
 
 from skeino.storage.access import AccessFilter
+from skeino.storage import query
 from skeino.storage.base import Record, SortOrder, now_iso
-from skeino.storage.sqlite.common import _dec, _enc, _threaded
+from skeino.storage.sqlite.common import DIALECT, _dec, _enc, _threaded
 
 if TYPE_CHECKING:
     from skeino.storage.sqlite.backend import SqliteStorage
 
-_CRON_COLS = ("cron_id", "assistant_id", "thread_id", "user_id", "schedule", "timezone", "end_time", "payload",
-              "metadata", "on_run_completed", "enabled", "next_run_date", "created_at", "updated_at")
+_CRON_COLS = query.CRON_COLS
 _CRON_JSON = {"payload", "metadata"}
-_CRON_SORT = {"cron_id", "assistant_id", "thread_id", "next_run_date", "end_time", "created_at", "updated_at"}
 _SELECT = ", ".join(_CRON_COLS)
 
 
@@ -28,25 +27,6 @@ def _value(col: str, value: Any) -> Any:
     if col in _CRON_JSON:
         return _enc(value)
     return int(value) if col == "enabled" else value
-
-
-def _where(assistant_id: str | None, thread_id: str | None, enabled: bool | None,
-           metadata: Record | None, access: AccessFilter | None) -> tuple[str, list[Any]]:
-    where, params = [], []
-    if access is not None:
-        where.append("access_match(metadata, ?)")
-        params.append(access.json)
-    for col, value in (("assistant_id", assistant_id), ("thread_id", thread_id)):
-        if value:
-            where.append(f"{col} = ?")
-            params.append(value)
-    if enabled is not None:
-        where.append("enabled = ?")
-        params.append(int(enabled))
-    if metadata:
-        where.append("json_contains(metadata, ?)")
-        params.append(_enc(metadata))
-    return (" WHERE " + " AND ".join(where)) if where else "", params
 
 
 class CronTables:
@@ -96,20 +76,15 @@ class CronTables:
     def cron_search(self: "SqliteStorage", *, assistant_id: str | None, thread_id: str | None, enabled: bool | None,
                     metadata: Record | None, limit: int, offset: int, sort_by: str,
                     sort_order: SortOrder, access: AccessFilter | None = None) -> list[Record]:
-        where, params = _where(assistant_id, thread_id, enabled, metadata, access)
-        order = "ASC" if sort_order == "asc" else "DESC"
-        column = sort_by if sort_by in _CRON_SORT else "created_at"
-        rows = self._all(
-            f"SELECT {_SELECT} FROM crons{where} ORDER BY {column} {order}, rowid {order} LIMIT ? OFFSET ?",
-            [*params, limit, offset],
-        )
-        return [_cron(r) for r in rows]
+        where = query.cron_where(DIALECT, assistant_id, thread_id, enabled, metadata, access)
+        sql, params = query.page(DIALECT, "crons", _CRON_COLS, where, sort_by, query.CRON_SORT, sort_order, limit, offset)
+        return [_cron(r) for r in self._all(sql, params)]
 
     @_threaded
     def cron_count(self: "SqliteStorage", *, assistant_id: str | None, thread_id: str | None,
                    metadata: Record | None, access: AccessFilter | None = None) -> int:
-        where, params = _where(assistant_id, thread_id, None, metadata, access)
-        return self._one(f"SELECT COUNT(*) FROM crons{where}", params)[0]
+        where = query.cron_where(DIALECT, assistant_id, thread_id, None, metadata, access)
+        return self._one(*query.count("crons", where))[0]
 
     # scheduling ---------------------------------------------------------------------
     @_threaded

@@ -1,0 +1,3 @@
+from skeino.storage.postgres.backend import PostgresStorage
+
+__all__ = ["PostgresStorage"]

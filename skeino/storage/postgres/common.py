@@ -1,0 +1,63 @@
+"""Helpers every Postgres table module shares: the dialect and pooled statements."""
+
+from __future__ import annotations
+
+from contextlib import asynccontextmanager
+from typing import Any, AsyncIterator, Sequence
+
+import orjson
+from psycopg import AsyncConnection
+from psycopg.types.json import Jsonb
+from psycopg_pool import AsyncConnectionPool
+
+from skeino.storage.base import Record
+from skeino.storage.query import Dialect
+
+
+def _dumps(value: Any) -> str:
+    return orjson.dumps(value).decode()
+
+
+def jsonb(value: Any) -> Jsonb:
+    return Jsonb(value, dumps=_dumps)
+
+
+def _access(col: str, access: Any) -> tuple[str, list[Any]]:
+    from skeino.storage.postgres.access import access_sql  # it builds on jsonb() above
+
+    return access_sql(col, access)
+
+
+DIALECT = Dialect(param="%s", contains="{col} @> {param}", ilike="{col} ILIKE {param}", encode_json=jsonb,
+                  tiebreak="seq", access=_access)
+
+
+class Pooled:
+    """Statements on the shared pool: one-off ones in autocommit, groups in one transaction."""
+
+    _pool: AsyncConnectionPool
+
+    @asynccontextmanager
+    async def _tx(self) -> AsyncIterator[AsyncConnection]:
+        async with self._pool.connection() as conn:
+            async with conn.transaction():
+                yield conn
+
+    async def _one(self, sql: str, params: Sequence[Any] = (), conn: AsyncConnection | None = None) -> Record | None:
+        if conn is not None:
+            return await (await conn.execute(sql, params)).fetchone()  # type: ignore[arg-type,return-value]
+        async with self._pool.connection() as c:
+            return await (await c.execute(sql, params)).fetchone()  # type: ignore[arg-type,return-value]
+
+    async def _all(self, sql: str, params: Sequence[Any] = (), conn: AsyncConnection | None = None) -> list[Record]:
+        if conn is not None:
+            return await (await conn.execute(sql, params)).fetchall()  # type: ignore[arg-type,return-value]
+        async with self._pool.connection() as c:
+            return await (await c.execute(sql, params)).fetchall()  # type: ignore[arg-type,return-value]
+
+    async def _exec(self, sql: str, params: Sequence[Any] = (), conn: AsyncConnection | None = None) -> int:
+        """Run a statement; how many rows it touched."""
+        if conn is not None:
+            return (await conn.execute(sql, params)).rowcount  # type: ignore[arg-type]
+        async with self._pool.connection() as c:
+            return (await c.execute(sql, params)).rowcount  # type: ignore[arg-type]

@@ -1,0 +1,131 @@
+"""Schema migrations for skeino's own Postgres tables, applied in order under an advisory lock."""
+
+from __future__ import annotations
+
+from psycopg import AsyncConnection
+
+# Any fixed number: every replica takes this lock around start-up migrations, so replicas
+# starting together apply each step once (LangGraph's savers migrate inside the same lock).
+MIGRATION_LOCK = 0x736B65696E6F  # "skeino"
+
+# Append new steps; never edit a step that has shipped. Timestamps are ISO-8601 text, as
+# the storage contract hands them over; `seq` orders rows by insertion for stable pages.
+MIGRATIONS: list[str] = [
+    # 1: assistants, threads, runs (with their lease), stream logs, thread TTLs, crons
+    """
+    CREATE TABLE assistants (
+        seq BIGSERIAL,
+        assistant_id TEXT PRIMARY KEY,
+        graph_id TEXT NOT NULL,
+        config JSONB NOT NULL,
+        context JSONB NOT NULL,
+        metadata JSONB NOT NULL,
+        name TEXT,
+        description TEXT,
+        version INTEGER NOT NULL,
+        created_at TEXT NOT NULL,
+        updated_at TEXT NOT NULL
+    );
+    CREATE INDEX assistants_graph ON assistants (graph_id);
+    CREATE INDEX assistants_metadata ON assistants USING GIN (metadata jsonb_path_ops);
+    CREATE TABLE assistant_versions (
+        assistant_id TEXT NOT NULL,
+        version INTEGER NOT NULL,
+        graph_id TEXT NOT NULL,
+        config JSONB NOT NULL,
+        context JSONB NOT NULL,
+        metadata JSONB NOT NULL,
+        name TEXT,
+        description TEXT,
+        created_at TEXT NOT NULL,
+        PRIMARY KEY (assistant_id, version)
+    );
+    CREATE TABLE threads (
+        seq BIGSERIAL,
+        thread_id TEXT PRIMARY KEY,
+        created_at TEXT NOT NULL,
+        updated_at TEXT NOT NULL,
+        state_updated_at TEXT NOT NULL,
+        metadata JSONB NOT NULL,
+        status TEXT NOT NULL,
+        config JSONB NOT NULL,
+        "values" JSONB,
+        interrupts JSONB NOT NULL,
+        error JSONB
+    );
+    CREATE INDEX threads_status ON threads (status);
+    CREATE INDEX threads_created ON threads (created_at);
+    CREATE INDEX threads_metadata ON threads USING GIN (metadata jsonb_path_ops);
+    CREATE TABLE runs (
+        seq BIGSERIAL PRIMARY KEY,
+        run_id TEXT NOT NULL UNIQUE,
+        thread_id TEXT NOT NULL,
+        assistant_id TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        updated_at TEXT NOT NULL,
+        status TEXT NOT NULL,
+        metadata JSONB NOT NULL,
+        kwargs JSONB NOT NULL,
+        multitask_strategy TEXT,
+        run_at DOUBLE PRECISION NOT NULL DEFAULT 0,
+        owner TEXT,
+        lease_until DOUBLE PRECISION
+    );
+    CREATE INDEX runs_thread_status ON runs (thread_id, status, seq);
+    CREATE INDEX runs_status ON runs (status, seq);
+    CREATE TABLE stream_events (
+        run_id TEXT NOT NULL,
+        seq INTEGER NOT NULL,
+        event TEXT NOT NULL,
+        data BYTEA NOT NULL,
+        PRIMARY KEY (run_id, seq)
+    );
+    CREATE TABLE thread_ttl (
+        thread_id TEXT PRIMARY KEY,
+        strategy TEXT NOT NULL,
+        ttl_minutes DOUBLE PRECISION NOT NULL,
+        expires_at DOUBLE PRECISION NOT NULL
+    );
+    CREATE INDEX thread_ttl_expires ON thread_ttl (expires_at);
+    CREATE TABLE crons (
+        seq BIGSERIAL,
+        cron_id TEXT PRIMARY KEY,
+        assistant_id TEXT NOT NULL,
+        thread_id TEXT,
+        user_id TEXT,
+        schedule TEXT NOT NULL,
+        timezone TEXT,
+        end_time TEXT,
+        payload JSONB NOT NULL,
+        metadata JSONB NOT NULL,
+        on_run_completed TEXT,
+        enabled BOOLEAN NOT NULL,
+        next_run_date TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        updated_at TEXT NOT NULL,
+        claimed_run_id TEXT
+    );
+    CREATE INDEX crons_due ON crons (enabled, next_run_date);
+    CREATE INDEX crons_thread ON crons (thread_id);
+    CREATE TABLE replicas (
+        replica_id TEXT PRIMARY KEY,
+        seen_at DOUBLE PRECISION NOT NULL
+    );
+    """,
+]
+
+
+async def migrate(conn: AsyncConnection) -> int:
+    """Bring skeino's tables to the newest version (the caller holds MIGRATION_LOCK)."""
+    await conn.execute("CREATE TABLE IF NOT EXISTS skeino_migrations (v INTEGER PRIMARY KEY)")
+    row = await (await conn.execute("SELECT COALESCE(MAX(v), 0) AS v FROM skeino_migrations")).fetchone()
+    current = int(row["v"]) if row else 0  # type: ignore[index,call-overload]
+    for version, script in enumerate(MIGRATIONS, start=1):
+        if version <= current:
+            continue
+        async with conn.transaction():
+            for statement in filter(None, (s.strip() for s in script.split(";"))):
+                await conn.execute(statement)  # type: ignore[arg-type]
+            await conn.execute("INSERT INTO skeino_migrations (v) VALUES (%s)", (version,))
+        current = version
+    return current

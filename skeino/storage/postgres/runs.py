@@ -1,0 +1,120 @@
+"""The runs table of the Postgres backend (mixed into PostgresStorage)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Sequence
+
+from psycopg import AsyncConnection
+
+from skeino.storage import query
+from skeino.storage.access import AccessFilter
+from skeino.storage.base import Record, now_iso
+from skeino.storage.postgres.common import DIALECT, jsonb
+from skeino.storage.query import RUN_COLS, THREAD_COLS, cols
+
+if TYPE_CHECKING:
+    from skeino.storage.postgres.backend import PostgresStorage
+
+_SELECT = f"SELECT {cols(RUN_COLS)} FROM runs"
+_INFLIGHT = "status IN ('pending', 'running')"
+
+
+class RunTables:
+    """Runs, created and finished under their thread's row lock."""
+
+    async def run_create(self: "PostgresStorage", record: Record, *, reject_if_busy: bool,
+                         new_thread: Record | None = None, access: AccessFilter | None = None) -> Record | None:
+        async with self._tx() as conn:
+            created = False
+            if new_thread is not None:
+                sql, params = query.insert(DIALECT, "threads", THREAD_COLS, new_thread)
+                created = await self._exec(sql + " ON CONFLICT (thread_id) DO NOTHING", params, conn) > 0
+            # The thread's row lock orders every run creation and finish on this thread.
+            # (Another caller's thread is not there for this one: it is missing too.)
+            where = query.Where(DIALECT).eq("thread_id", record["thread_id"]).access(None if created else access)
+            if not await self._one(f"SELECT 1 FROM threads{where.sql} FOR UPDATE", where.params, conn):
+                raise LookupError(record["thread_id"])
+            if reject_if_busy and await self._one(
+                    f"SELECT 1 FROM runs WHERE thread_id = %s AND {_INFLIGHT} LIMIT 1", (record["thread_id"],), conn):
+                return None
+            await self._exec(*query.insert(DIALECT, "runs", RUN_COLS, record), conn)
+            await self._exec("UPDATE threads SET status = 'busy', updated_at = %s WHERE thread_id = %s",
+                             (record["created_at"], record["thread_id"]), conn)
+        return record
+
+    async def run_transition(self: "PostgresStorage", run_id: str, from_status: str, to_status: str) -> bool:
+        return await self._exec("UPDATE runs SET status = %s, updated_at = %s WHERE run_id = %s AND status = %s",
+                                (to_status, now_iso(), run_id, from_status)) > 0
+
+    async def run_start(self: "PostgresStorage", run_id: str, thread_id: str, thread_metadata: Record) -> bool:
+        now = now_iso()
+        async with self._tx() as conn:
+            if not await self._exec("UPDATE runs SET status = 'running', updated_at = %s "
+                                    "WHERE run_id = %s AND status = 'pending'", (now, run_id), conn):
+                return False
+            await self._stamp(conn, thread_id, thread_metadata, now)
+            return True
+
+    async def _stamp(self: "PostgresStorage", conn: AsyncConnection, thread_id: str, metadata: Record, now: str) -> None:
+        # The thread belongs to the graph that runs on it now (state is read through it).
+        await self._exec("UPDATE threads SET metadata = metadata || %s, updated_at = %s WHERE thread_id = %s",
+                         (jsonb(metadata), now, thread_id), conn)
+
+    async def run_finish(self: "PostgresStorage", run_id: str, thread_id: str, status: str,
+                         thread_changes: Record) -> None:
+        now = now_iso()
+        async with self._tx() as conn:
+            await self._one("SELECT 1 FROM threads WHERE thread_id = %s FOR UPDATE", (thread_id,), conn)
+            await self._exec("UPDATE runs SET status = %s, updated_at = %s, owner = NULL, lease_until = NULL "
+                             "WHERE run_id = %s", (status, now, run_id), conn)
+            busy = await self._one(f"SELECT 1 FROM runs WHERE thread_id = %s AND {_INFLIGHT} LIMIT 1", (thread_id,), conn)
+            changes = {**thread_changes, "updated_at": now}
+            if busy:
+                changes["status"] = "busy"
+            sets, params = query.assignments(DIALECT, changes)
+            await self._exec(f"UPDATE threads SET {sets} WHERE thread_id = %s", [*params, thread_id], conn)
+
+    async def run_get(self: "PostgresStorage", run_id: str, thread_id: str | None = None, *,
+                      access: AccessFilter | None = None) -> Record | None:
+        where = query.Where(DIALECT).eq("run_id", run_id).eq("thread_id", thread_id).thread_access(access)
+        return await self._one(f"{_SELECT}{where.sql}", where.params)
+
+    async def run_list(self: "PostgresStorage", thread_id: str, *, limit: int, offset: int,
+                       status: str | None, access: AccessFilter | None = None) -> list[Record]:
+        where = query.Where(DIALECT).eq("thread_id", thread_id).eq("status", status or None).thread_access(access)
+        return await self._all(f"{_SELECT}{where.sql} ORDER BY seq DESC LIMIT %s OFFSET %s",
+                               [*where.params, limit, offset])
+
+    async def run_update(self: "PostgresStorage", run_id: str, changes: Record) -> Record | None:
+        sets, params = query.assignments(DIALECT, {**changes, "updated_at": changes.get("updated_at") or now_iso()})
+        return await self._one(f"UPDATE runs SET {sets} WHERE run_id = %s RETURNING {cols(RUN_COLS)}",
+                               [*params, run_id])
+
+    async def run_delete(self: "PostgresStorage", run_id: str) -> bool:
+        async with self._tx() as conn:
+            await self._exec("DELETE FROM stream_events WHERE run_id = %s", (run_id,), conn)
+            return await self._exec("DELETE FROM runs WHERE run_id = %s", (run_id,), conn) > 0
+
+    async def runs_inflight(self: "PostgresStorage", thread_id: str) -> list[Record]:
+        return await self._all(f"{_SELECT} WHERE thread_id = %s AND {_INFLIGHT} ORDER BY seq", (thread_id,))
+
+    async def run_next_pending(self: "PostgresStorage", thread_id: str) -> Record | None:
+        return await self._one(f"{_SELECT} WHERE thread_id = %s AND status = 'pending' ORDER BY seq LIMIT 1",
+                               (thread_id,))
+
+    async def runs_with_status(self: "PostgresStorage", statuses: Sequence[str], *,
+                               access: AccessFilter | None = None) -> list[Record]:
+        where = query.Where(DIALECT).any_of("status", list(statuses)).thread_access(access)
+        return await self._all(f"{_SELECT}{where.sql} ORDER BY seq", where.params)
+
+    async def run_counts(self: "PostgresStorage") -> dict[str, int]:
+        rows = await self._all("SELECT status, COUNT(*) AS n FROM runs GROUP BY status")
+        return {r["status"]: int(r["n"]) for r in rows}
+
+    async def runs_by_ids(self: "PostgresStorage", run_ids: Sequence[str], *,
+                          access: AccessFilter | None = None) -> list[Record]:
+        if not run_ids:
+            return []
+        where = query.Where(DIALECT).any_of("run_id", list(run_ids)).thread_access(access)
+        return await self._all(f"{_SELECT}{where.sql} ORDER BY seq", where.params)
+

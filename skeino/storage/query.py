@@ -1,0 +1,151 @@
+"""SQL pieces every backend shares: columns, sortable keys, filters and pages.
+
+Each backend names its dialect (placeholder, JSON containment, case-insensitive match)
+and gets the same WHERE clauses back, so a filter is written once for all backends.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable, Sequence
+
+from skeino.storage.access import AccessFilter
+from skeino.storage.base import Record, SortOrder
+
+ASSISTANT_COLS = ("assistant_id", "graph_id", "config", "context", "metadata", "name", "description", "version",
+                  "created_at", "updated_at")
+VERSION_COLS = ("assistant_id", "version", "graph_id", "config", "context", "metadata", "name", "description",
+                "created_at")
+THREAD_COLS = ("thread_id", "created_at", "updated_at", "state_updated_at", "metadata", "status", "config", "values",
+               "interrupts", "error")
+RUN_COLS = ("run_id", "thread_id", "assistant_id", "created_at", "updated_at", "status", "metadata", "kwargs",
+            "multitask_strategy", "run_at")
+CRON_COLS = ("cron_id", "assistant_id", "thread_id", "user_id", "schedule", "timezone", "end_time", "payload",
+             "metadata", "on_run_completed", "enabled", "next_run_date", "created_at", "updated_at")
+JSON_COLS = frozenset({"config", "context", "metadata", "values", "interrupts", "error", "kwargs", "payload"})
+
+ASSISTANT_SORT = frozenset({"assistant_id", "graph_id", "name", "created_at", "updated_at"})
+THREAD_SORT = frozenset({"thread_id", "status", "created_at", "updated_at", "state_updated_at"})
+CRON_SORT = frozenset({"cron_id", "assistant_id", "thread_id", "next_run_date", "end_time", "created_at", "updated_at"})
+
+
+def q(col: str) -> str:
+    """A quoted column name (`values` is a reserved word in SQL)."""
+    return f'"{col}"'
+
+
+def cols(names: Sequence[str], prefix: str = "") -> str:
+    return ", ".join(prefix + q(c) for c in names)
+
+
+@dataclass(frozen=True)
+class Dialect:
+    """What differs between backends in the SQL this module writes."""
+
+    param: str  # the placeholder: "?" or "%s"
+    contains: str  # JSON containment with {col} and {param}, e.g. "{col} @> {param}"
+    ilike: str  # case-insensitive substring match with {col} and {param}
+    encode_json: Callable[[Any], Any]  # a Python value → the JSON parameter the driver takes
+    tiebreak: str  # a column that orders rows by insertion, so pages never overlap
+    # An auth access filter over the JSON at a SQL expression: (condition, parameters).
+    access: Callable[[str, AccessFilter], tuple[str, list[Any]]]
+
+    def placeholders(self, n: int) -> str:
+        return ", ".join([self.param] * n)
+
+    def value(self, col: str, value: Any) -> Any:
+        """A column's parameter: JSON columns encoded, everything else as is."""
+        return self.encode_json(value) if col in JSON_COLS and value is not None else value
+
+
+@dataclass
+class Where:
+    """A conjunction of conditions and their parameters, built up one filter at a time."""
+
+    dialect: Dialect
+    parts: list[str] = field(default_factory=list)
+    params: list[Any] = field(default_factory=list)
+
+    def add(self, sql: str, *params: Any) -> "Where":
+        self.parts.append(sql)
+        self.params.extend(params)
+        return self
+
+    def eq(self, col: str, value: Any) -> "Where":
+        return self if value is None else self.add(f"{q(col)} = {self.dialect.param}", value)
+
+    def contains(self, col: str, doc: Record | None) -> "Where":
+        if not doc:
+            return self
+        return self.add(self.dialect.contains.format(col=q(col), param=self.dialect.param),
+                        self.dialect.encode_json(doc))
+
+    def ilike(self, col: str, text: str | None) -> "Where":
+        if not text:
+            return self
+        return self.add(self.dialect.ilike.format(col=q(col), param=self.dialect.param), f"%{text}%")
+
+    def any_of(self, col: str, values: Sequence[Any] | None) -> "Where":
+        if not values:
+            return self
+        return self.add(f"{q(col)} IN ({self.dialect.placeholders(len(values))})", *values)
+
+    def access(self, access: AccessFilter | None, col: str = "metadata") -> "Where":
+        """Only records whose metadata the caller's access filter admits."""
+        if access is None:
+            return self
+        sql, params = self.dialect.access(q(col), access)
+        return self.add(sql, *params)
+
+    def thread_access(self, access: AccessFilter | None) -> "Where":
+        """Only runs (or anything with a thread_id) whose thread the access filter admits."""
+        if access is None:
+            return self
+        sql, params = self.dialect.access("t.metadata", access)
+        return self.add(f"thread_id IN (SELECT t.thread_id FROM threads t WHERE {sql})", *params)
+
+    @property
+    def sql(self) -> str:
+        return (" WHERE " + " AND ".join(self.parts)) if self.parts else ""
+
+
+def assistant_where(d: Dialect, graph_id: str | None, name: str | None, metadata: Record | None,
+                    access: AccessFilter | None = None) -> Where:
+    return (Where(d).access(access).eq("graph_id", graph_id or None).ilike("name", name)
+            .contains("metadata", metadata))
+
+
+def thread_where(d: Dialect, ids: Sequence[str] | None, metadata: Record | None, values: Record | None,
+                 status: str | None, access: AccessFilter | None = None) -> Where:
+    return (Where(d).access(access).any_of("thread_id", ids).contains("metadata", metadata)
+            .contains("values", values).eq("status", status or None))
+
+
+def cron_where(d: Dialect, assistant_id: str | None, thread_id: str | None, enabled: bool | None,
+               metadata: Record | None, access: AccessFilter | None = None) -> Where:
+    return (Where(d).access(access).eq("assistant_id", assistant_id or None).eq("thread_id", thread_id or None)
+            .eq("enabled", enabled).contains("metadata", metadata))
+
+
+def page(d: Dialect, table: str, columns: Sequence[str], where: Where, sort_by: str | None,
+         sortable: frozenset[str], sort_order: SortOrder, limit: int, offset: int) -> tuple[str, list[Any]]:
+    """One page of a filtered, sorted search; unknown sort keys sort by creation time."""
+    order = "ASC" if sort_order == "asc" else "DESC"
+    column = sort_by if sort_by in sortable else "created_at"
+    sql = (f"SELECT {cols(columns)} FROM {table}{where.sql} ORDER BY {q(column)} {order}, {d.tiebreak} {order} "
+           f"LIMIT {d.param} OFFSET {d.param}")
+    return sql, [*where.params, limit, offset]
+
+
+def count(table: str, where: Where) -> tuple[str, list[Any]]:
+    return f"SELECT COUNT(*) FROM {table}{where.sql}", list(where.params)
+
+
+def insert(d: Dialect, table: str, columns: Sequence[str], record: Record) -> tuple[str, list[Any]]:
+    sql = f"INSERT INTO {table} ({cols(columns)}) VALUES ({d.placeholders(len(columns))})"
+    return sql, [d.value(c, record.get(c)) for c in columns]
+
+
+def assignments(d: Dialect, changes: Record) -> tuple[str, list[Any]]:
+    """`"a" = ?, "b" = ?` for an UPDATE, with the encoded values."""
+    return ", ".join(f"{q(c)} = {d.param}" for c in changes), [d.value(c, v) for c, v in changes.items()]
