@@ -168,3 +168,30 @@ async def test_interrupt_leaves_thread_interrupted_when_tasks_remain(client: Any
     assert (await client.runs.get(tid, run["run_id"]))["status"] == "interrupted"
     assert (await client.threads.get(tid))["status"] == "interrupted"
     assert (await client.threads.get_state(tid))["next"] == ["nap"]
+
+
+# Compared: two counter runs on one thread, then deleting the second and then the first:
+# on the official server the state and history go back to what the first run left (same
+# checkpoint id), then to no checkpoint at all. (Its thread record keeps the deleted
+# run's values; skeino mirrors the remaining state into the record as well.)
+async def test_deleting_a_run_deletes_its_checkpoints(client: Any) -> None:
+    thread = await client.threads.create()
+    tid = thread["thread_id"]
+    first = await client.runs.create(tid, "counter", input={"count": 0})
+    await client.runs.join(tid, first["run_id"])
+    history_first = await client.threads.get_history(tid, limit=100)
+    second = await client.runs.create(tid, "counter", input={"count": 10})
+    await client.runs.join(tid, second["run_id"])
+    assert (await client.threads.get_state(tid))["values"] == {"count": 13}
+
+    await client.runs.delete(tid, second["run_id"])
+    state = await client.threads.get_state(tid)
+    assert state["values"] == {"count": 3}
+    assert state["checkpoint"]["checkpoint_id"] == history_first[0]["checkpoint"]["checkpoint_id"]
+    assert [h["checkpoint"] for h in await client.threads.get_history(tid, limit=100)] \
+        == [h["checkpoint"] for h in history_first]
+    assert (await client.threads.get(tid))["values"] == {"count": 3}
+
+    await client.runs.delete(tid, first["run_id"])
+    assert await client.threads.get_history(tid, limit=100) == []
+    assert (await client.threads.get_state(tid))["values"] == {}

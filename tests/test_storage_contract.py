@@ -538,6 +538,22 @@ async def test_checkpoints_delete_for_run(storage: Storage) -> None:
     assert await checkpoint_ids(storage, tid) == after_first
 
 
+async def test_run_delete_takes_its_checkpoints(storage: Storage) -> None:
+    graph = counter(storage)
+    tid, first, second = new_id(), new_id(), new_id()
+    await storage.thread_create(thread(thread_id=tid))
+    for run_id in (first, second):
+        await storage.run_create(run(tid, run_id=run_id), reject_if_busy=False)
+        await graph.ainvoke({"count": 0 if run_id == first else 100}, config(tid, run_id))
+        await storage.run_finish(run_id, tid, "success", {})
+        if run_id == first:
+            after_first = await checkpoint_ids(storage, tid)
+    assert await storage.run_delete(second) is True
+    assert await checkpoint_ids(storage, tid) == after_first
+    assert (await graph.aget_state(config(tid))).values == {"count": 3}
+    assert await storage.run_get(first) is not None
+
+
 async def test_checkpoints_delete_thread(storage: Storage) -> None:
     graph = counter(storage)
     gone, kept = new_id(), new_id()

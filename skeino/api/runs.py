@@ -144,7 +144,7 @@ async def get_run(thread_id: str, run_id: str, rt: Runtime = Depends(runtime)) -
 
 @router.delete("/threads/{thread_id}/runs/{run_id}", status_code=204)
 async def delete_run(thread_id: str, run_id: str, rt: Runtime = Depends(runtime)) -> Response:
-    await rt.runs.delete(thread_id, run_id)
+    await rt.delete_run(thread_id, run_id)
     return Response(status_code=204)
 
 

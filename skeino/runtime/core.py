@@ -57,6 +57,11 @@ class Runtime:
         if delete_threads:
             await self.threads.delete_for_assistant(record["assistant_id"])
 
+    async def delete_run(self, thread_id: str, run_id: str) -> None:
+        """Delete a finished run with the checkpoints it wrote; the thread shows the state before it."""
+        await self.runs.delete(thread_id, run_id)
+        await self.threads.refresh(thread_id)
+
     async def check_ready(self) -> None:
         """Raise Unavailable unless storage answers a query now."""
         try:

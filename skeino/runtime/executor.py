@@ -205,8 +205,7 @@ class RunExecutor:
         now = now_iso()
         thread_changes: Record = {"state_updated_at": now}
         if action == "rollback":
-            await self._storage.checkpoints_delete_for_run(thread_id, run_id)
-            await self._storage.run_delete(run_id)
+            await self._storage.run_delete(run_id)  # with its checkpoints
         snapshot = None
         needs_state = stopped_at_interrupt or status != "success" or action == "rollback"
         if graph is not None and needs_state:

@@ -211,6 +211,13 @@ class ThreadService:
         conf = new_config["configurable"]
         return {"checkpoint": {k: conf.get(k) for k in ("thread_id", "checkpoint_ns", "checkpoint_id", "checkpoint_map") if k in conf}}
 
+    async def refresh(self, thread_id: str) -> None:
+        """Mirror the newest checkpoint into the thread record after checkpoints were removed."""
+        thread = await self._storage.thread_get(thread_id)
+        graph = await self._thread_graph(thread) if thread is not None else None
+        if graph is not None:
+            await self._refresh(thread_id, graph)
+
     async def _refresh(self, thread_id: str, graph: Any) -> None:
         """Mirror the newest checkpoint into the thread record (values, interrupts, status)."""
         snapshot = await graph.aget_state(checkpoint_config(thread_id))

@@ -609,9 +609,17 @@ class SqliteStorage(CronTables):
     @_threaded
     def run_delete(self, run_id: str) -> bool:
         with self._tx() as conn:
-            cur = conn.execute("DELETE FROM runs WHERE run_id = ?", (run_id,))
-            conn.execute("DELETE FROM stream_events WHERE run_id = ?", (run_id,))
-            return cur.rowcount > 0
+            return self._delete_run(conn, run_id)
+
+    def _delete_run(self, conn: sqlite3.Connection, run_id: str) -> bool:
+        """Delete a run, its stream log and its checkpoints inside the caller's transaction."""
+        row = self._one("SELECT thread_id FROM runs WHERE run_id = ?", (run_id,))
+        if row is None:
+            return False
+        conn.execute("DELETE FROM runs WHERE run_id = ?", (run_id,))
+        conn.execute("DELETE FROM stream_events WHERE run_id = ?", (run_id,))
+        self._delete_run_checkpoints(conn, row[0], run_id)
+        return True
 
     @_threaded
     def runs_inflight(self, thread_id: str) -> list[Record]:
@@ -676,18 +684,21 @@ class SqliteStorage(CronTables):
     @_threaded
     def checkpoints_delete_for_run(self, thread_id: str, run_id: str) -> None:
         with self._tx() as conn:
-            doomed = list(self._all(
-                "SELECT checkpoint_ns, checkpoint_id FROM checkpoints WHERE thread_id = ? "
-                "AND json_extract(CAST(metadata AS TEXT), '$.run_id') = ?",
-                (thread_id, run_id),
-            ))
-            for ns, cid in doomed:
-                conn.execute(
-                    "DELETE FROM checkpoints WHERE thread_id = ? AND checkpoint_ns = ? AND checkpoint_id = ?", (thread_id, ns, cid)
-                )
-                conn.execute(
-                    "DELETE FROM writes WHERE thread_id = ? AND checkpoint_ns = ? AND checkpoint_id = ?", (thread_id, ns, cid)
-                )
+            self._delete_run_checkpoints(conn, thread_id, run_id)
+
+    def _delete_run_checkpoints(self, conn: sqlite3.Connection, thread_id: str, run_id: str) -> None:
+        doomed = list(self._all(
+            "SELECT checkpoint_ns, checkpoint_id FROM checkpoints WHERE thread_id = ? "
+            "AND json_extract(CAST(metadata AS TEXT), '$.run_id') = ?",
+            (thread_id, run_id),
+        ))
+        for ns, cid in doomed:
+            conn.execute(
+                "DELETE FROM checkpoints WHERE thread_id = ? AND checkpoint_ns = ? AND checkpoint_id = ?", (thread_id, ns, cid)
+            )
+            conn.execute(
+                "DELETE FROM writes WHERE thread_id = ? AND checkpoint_ns = ? AND checkpoint_id = ?", (thread_id, ns, cid)
+            )
 
     @_threaded
     def checkpoints_copy_thread(self, source_thread_id: str, target_thread_id: str) -> None:
