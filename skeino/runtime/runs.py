@@ -330,9 +330,11 @@ class RunService:
                 await self._storage.thread_delete(run["thread_id"])
                 continue
             if self._settings.recovery == "retry":
-                # Continue from its last checkpoint rather than replaying the input.
-                kwargs = {**run["kwargs"], "input": None, "command": None,
-                          "attempt": run["kwargs"].get("attempt", 1) + 1}
+                # Same run id, same input: LangGraph continues a run from the last checkpoint
+                # that run wrote and applies the input only when it wrote none (e.g. with
+                # `exit` durability). A command is dropped instead: a resume value applied
+                # again after the run got past its interrupt would answer a later one.
+                kwargs = {**run["kwargs"], "command": None, "attempt": run["kwargs"].get("attempt", 1) + 1}
                 await self._storage.run_update(run["run_id"], {"status": "pending", "kwargs": kwargs})
                 continue
             logger.warning("run %s was running when the server stopped; marking it error", run["run_id"])

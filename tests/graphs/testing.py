@@ -6,6 +6,7 @@ import asyncio
 import operator
 from typing import Annotated, Any, TypedDict
 
+from langchain_core.runnables import RunnableConfig
 from langgraph.config import get_stream_writer
 from langgraph.graph import END, START, StateGraph
 from langgraph.types import Send, interrupt
@@ -91,3 +92,30 @@ _multi.add_node("ask", ask)
 _multi.add_conditional_edges(START, fan_out, ["ask"])
 _multi.add_edge("ask", END)
 multi_interrupt = _multi.compile()
+
+
+class ProbeState(TypedDict, total=False):
+    log: Annotated[list[str], operator.add]
+    token: str
+
+
+def receive(state: ProbeState) -> dict[str, Any]:
+    return {"log": [f"receive:{state['token']}"]}
+
+
+async def work(state: ProbeState, config: RunnableConfig) -> dict[str, Any]:
+    # The run's attempt reaches the graph as `run_attempt`: the first attempt blocks so a
+    # test can kill the server while it runs; a retried attempt finishes at once.
+    attempt = config["metadata"].get("run_attempt", 1)
+    if attempt == 1:
+        await asyncio.sleep(60)
+    return {"log": [f"work:attempt{attempt}:{state['token']}"]}
+
+
+_probe = StateGraph(ProbeState)
+_probe.add_node("receive", receive)
+_probe.add_node("work", work)
+_probe.add_edge(START, "receive")
+_probe.add_edge("receive", "work")
+_probe.add_edge("work", END)
+retry_probe = _probe.compile()
