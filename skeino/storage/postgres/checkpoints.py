@@ -27,13 +27,17 @@ _NOT_LATEST = (
 class CheckpointTables:
     async def checkpoints_delete_for_run(self: "PostgresStorage", thread_id: str, run_id: str) -> None:
         async with self._tx() as conn:
-            doomed = await self._all("DELETE FROM checkpoints WHERE thread_id = %s AND metadata ->> 'run_id' = %s "
-                                     "RETURNING checkpoint_ns, checkpoint_id", (thread_id, run_id), conn)
-            for row in doomed:
-                await self._exec("DELETE FROM checkpoint_writes WHERE thread_id = %s AND checkpoint_ns = %s "
-                                 "AND checkpoint_id = %s", (thread_id, row["checkpoint_ns"], row["checkpoint_id"]), conn)
-            if doomed:
-                await self._exec(_ORPHAN_BLOBS, (thread_id,), conn)
+            await self._delete_run_checkpoints(conn, thread_id, run_id)
+
+    async def _delete_run_checkpoints(self: "PostgresStorage", conn: AsyncConnection, thread_id: str, run_id: str) -> None:
+        """Delete the checkpoints a run wrote (with their writes and orphaned blobs) in the caller's transaction."""
+        doomed = await self._all("DELETE FROM checkpoints WHERE thread_id = %s AND metadata ->> 'run_id' = %s "
+                                 "RETURNING checkpoint_ns, checkpoint_id", (thread_id, run_id), conn)
+        for row in doomed:
+            await self._exec("DELETE FROM checkpoint_writes WHERE thread_id = %s AND checkpoint_ns = %s "
+                             "AND checkpoint_id = %s", (thread_id, row["checkpoint_ns"], row["checkpoint_id"]), conn)
+        if doomed:
+            await self._exec(_ORPHAN_BLOBS, (thread_id,), conn)
 
     async def checkpoints_copy_thread(self: "PostgresStorage", source_thread_id: str, target_thread_id: str) -> None:
         async with self._tx() as conn:

@@ -93,7 +93,10 @@ class RunTables:
     async def run_delete(self: "PostgresStorage", run_id: str) -> bool:
         async with self._tx() as conn:
             await self._exec("DELETE FROM stream_events WHERE run_id = %s", (run_id,), conn)
-            return await self._exec("DELETE FROM runs WHERE run_id = %s", (run_id,), conn) > 0
+            deleted = await self._all("DELETE FROM runs WHERE run_id = %s RETURNING thread_id", (run_id,), conn)
+            for row in deleted:
+                await self._delete_run_checkpoints(conn, row["thread_id"], run_id)
+            return bool(deleted)
 
     async def runs_inflight(self: "PostgresStorage", thread_id: str) -> list[Record]:
         return await self._all(f"{_SELECT} WHERE thread_id = %s AND {_INFLIGHT} ORDER BY seq", (thread_id,))
