@@ -137,6 +137,26 @@ class Storage(Protocol):
         """How many runs are in each status (for metrics; pending is the queue depth)."""
     async def runs_by_ids(self, run_ids: Sequence[str], *, access: AccessFilter | None = None) -> list[Record]: ...
 
+    # leases: the run queue shared by replicas on one database ------------------
+    # Times are epoch seconds; `now` defaults to the current time.
+    async def runs_claim(self, owner: str, lease_seconds: float, limit: int, *,
+                         now: float | None = None) -> list[Record]:
+        """Start up to `limit` runs for replica `owner`, oldest first, in one transaction.
+
+        A run is claimable when it is pending, due (run_at <= now), and its thread has no
+        running run and no older pending one. Claimed runs become running, leased to `owner`
+        until now + lease_seconds, with their thread's metadata stamped (graph_id, assistant_id)
+        as run_start does. Replicas claiming at once never get the same run, nor two runs of
+        one thread.
+        """
+    async def runs_renew(self, owner: str, lease_seconds: float, run_ids: Sequence[str], *,
+                         now: float | None = None) -> list[str]:
+        """Extend `owner`'s leases on these running runs; the ids it still holds."""
+    async def runs_lease_expired(self, *, now: float | None = None, limit: int = 100) -> list[Record]:
+        """Running runs whose lease ran out (their replica stopped renewing it), oldest first."""
+    async def run_take_over(self, run_id: str, owner: str, lease_seconds: float, *, now: float | None = None) -> bool:
+        """Lease a run whose lease ran out to `owner` (to recover it); False if it is not expired any more."""
+
     # crons ------------------------------------------------------------------
     # Timestamps (`next_run_date`, `end_time`) are ISO-8601 UTC strings, so they compare as text.
     async def cron_create(self, record: Record) -> Record: ...

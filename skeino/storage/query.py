@@ -149,3 +149,9 @@ def insert(d: Dialect, table: str, columns: Sequence[str], record: Record) -> tu
 def assignments(d: Dialect, changes: Record) -> tuple[str, list[Any]]:
     """`"a" = ?, "b" = ?` for an UPDATE, with the encoded values."""
     return ", ".join(f"{q(c)} = {d.param}" for c in changes), [d.value(c, v) for c, v in changes.items()]
+
+
+def claim_stamp(run: Record) -> Record:
+    """What a claimed run stamps on its thread's metadata: the graph and assistant it runs."""
+    conf = ((run.get("kwargs") or {}).get("config") or {}).get("configurable") or {}
+    return {k: conf[k] for k in ("graph_id", "assistant_id") if k in conf}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import TYPE_CHECKING, Any, Sequence
 
 from psycopg import AsyncConnection
@@ -121,3 +122,51 @@ class RunTables:
         where = query.Where(DIALECT).any_of("run_id", list(run_ids)).thread_access(access)
         return await self._all(f"{_SELECT}{where.sql} ORDER BY seq", where.params)
 
+
+    # leases ---------------------------------------------------------------------------
+    async def runs_claim(self: "PostgresStorage", owner: str, lease_seconds: float, limit: int, *,
+                         now: float | None = None) -> list[Record]:
+        now = time.time() if now is None else now
+        stamp = now_iso()
+        async with self._tx() as conn:
+            # SKIP LOCKED: replicas claiming at once take different runs. The final
+            # `status = 'pending'` re-check (on the newest row version) makes a run two
+            # replicas both picked go to the first; a run is only picked when everything
+            # older on its thread has ended, so a thread never runs two at once.
+            claimed = await self._all(
+                f"""WITH picked AS (
+                    SELECT r.seq FROM runs r
+                    WHERE r.status = 'pending' AND r.run_at <= %s
+                      AND NOT EXISTS (SELECT 1 FROM runs x WHERE x.thread_id = r.thread_id
+                                      AND (x.status = 'running' OR (x.status = 'pending' AND x.seq < r.seq)))
+                    ORDER BY r.seq LIMIT %s FOR UPDATE SKIP LOCKED)
+                UPDATE runs SET status = 'running', owner = %s, lease_until = %s, updated_at = %s
+                FROM picked WHERE runs.seq = picked.seq AND runs.status = 'pending'
+                RETURNING {cols(RUN_COLS, "runs.")}, runs.seq""",
+                (now, limit, owner, now + lease_seconds, stamp), conn)
+            for run in claimed:
+                await self._stamp(conn, run["thread_id"], query.claim_stamp(run), stamp)
+        claimed.sort(key=lambda r: r.pop("seq"))
+        return claimed
+
+    async def runs_renew(self: "PostgresStorage", owner: str, lease_seconds: float, run_ids: Sequence[str], *,
+                         now: float | None = None) -> list[str]:
+        if not run_ids:
+            return []
+        now = time.time() if now is None else now
+        rows = await self._all(
+            "UPDATE runs SET lease_until = %s WHERE run_id = ANY(%s) AND owner = %s AND status = 'running' "
+            "RETURNING run_id", (now + lease_seconds, list(run_ids), owner))
+        return [r["run_id"] for r in rows]
+
+    async def runs_lease_expired(self: "PostgresStorage", *, now: float | None = None,
+                                 limit: int = 100) -> list[Record]:
+        return await self._all(f"{_SELECT} WHERE status = 'running' AND lease_until < %s ORDER BY seq LIMIT %s",
+                               (time.time() if now is None else now, limit))
+
+    async def run_take_over(self: "PostgresStorage", run_id: str, owner: str, lease_seconds: float, *,
+                            now: float | None = None) -> bool:
+        now = time.time() if now is None else now
+        return await self._exec(
+            "UPDATE runs SET owner = %s, lease_until = %s WHERE run_id = %s AND status = 'running' AND lease_until < %s",
+            (owner, now + lease_seconds, run_id, now)) > 0

@@ -663,6 +663,57 @@ class SqliteStorage(CronTables):
         rows = self._all(sql + " ORDER BY seq", params)
         return [_row(_RUN_COLS, r) for r in rows]
 
+    # leases -----------------------------------------------------------------------------
+    @_threaded
+    def runs_claim(self, owner: str, lease_seconds: float, limit: int, *, now: float | None = None) -> list[Record]:
+        now = time.time() if now is None else now
+        stamp = now_iso()
+        with self._tx() as conn:  # the file's write lock makes the pick and the update one step
+            rows = self._all(
+                f"SELECT {', '.join(_RUN_COLS)} FROM runs r WHERE r.status = 'pending' AND r.run_at <= ? "
+                "AND NOT EXISTS (SELECT 1 FROM runs x WHERE x.thread_id = r.thread_id "
+                "AND (x.status = 'running' OR (x.status = 'pending' AND x.seq < r.seq))) ORDER BY r.seq LIMIT ?",
+                (now, limit),
+            )
+            claimed = [_row(_RUN_COLS, r) for r in rows]
+            for run in claimed:
+                conn.execute("UPDATE runs SET status = 'running', owner = ?, lease_until = ?, updated_at = ? "
+                             "WHERE run_id = ?", (owner, now + lease_seconds, stamp, run["run_id"]))
+                conn.execute("UPDATE threads SET metadata = json_patch(metadata, ?), updated_at = ? WHERE thread_id = ?",
+                             (_enc(query.claim_stamp(run)), stamp, run["thread_id"]))
+                run.update(status="running", updated_at=stamp)
+        return claimed
+
+    @_threaded
+    def runs_renew(self, owner: str, lease_seconds: float, run_ids: Sequence[str], *,
+                   now: float | None = None) -> list[str]:
+        now = time.time() if now is None else now
+        held = []
+        with self._tx() as conn:
+            for run_id in run_ids:
+                cur = conn.execute("UPDATE runs SET lease_until = ? WHERE run_id = ? AND owner = ? AND status = 'running'",
+                                   (now + lease_seconds, run_id, owner))
+                if cur.rowcount:
+                    held.append(run_id)
+        return held
+
+    @_threaded
+    def runs_lease_expired(self, *, now: float | None = None, limit: int = 100) -> list[Record]:
+        rows = self._all(
+            f"SELECT {', '.join(_RUN_COLS)} FROM runs WHERE status = 'running' AND lease_until < ? ORDER BY seq LIMIT ?",
+            (time.time() if now is None else now, limit),
+        )
+        return [_row(_RUN_COLS, r) for r in rows]
+
+    @_threaded
+    def run_take_over(self, run_id: str, owner: str, lease_seconds: float, *, now: float | None = None) -> bool:
+        now = time.time() if now is None else now
+        cur = self.conn.execute(
+            "UPDATE runs SET owner = ?, lease_until = ? WHERE run_id = ? AND status = 'running' AND lease_until < ?",
+            (owner, now + lease_seconds, run_id, now),
+        )
+        return cur.rowcount > 0
+
     # stream logs --------------------------------------------------------------------
     @_threaded
     def stream_append(self, run_id: str, events: Sequence[tuple[int, str, bytes]]) -> None:

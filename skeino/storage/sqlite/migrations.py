@@ -102,6 +102,11 @@ MIGRATIONS: list[str] = [
     CREATE INDEX crons_due ON crons (enabled, next_run_date);
     CREATE INDEX crons_thread ON crons (thread_id);
     """,
+    # 4: run leases (see Storage.runs_claim); unused by a single process, kept for one schema
+    """
+    ALTER TABLE runs ADD COLUMN owner TEXT;
+    ALTER TABLE runs ADD COLUMN lease_until REAL;
+    """,
 ]
 
 

@@ -1,0 +1,117 @@
+"""The Storage contract for run leases (the queue replicas share), against every backend of the main suite.
+
+The database may hold other tests' pending runs, so claims use a large limit and every
+assertion looks only at this test's own runs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from skeino.storage.base import Record, Storage
+from test_storage_contract import Backend, backend, new_id, run, storage, thread, ts  # noqa: F401  (fixtures)
+
+ALL = 100_000
+
+
+def conf_run(thread_id: str, **over: object) -> Record:
+    """A run whose kwargs carry the graph and assistant a claim stamps on the thread."""
+    rec = run(thread_id, **over)
+    rec["kwargs"] = {"config": {"configurable": {"graph_id": "g", "assistant_id": rec["assistant_id"]}}}
+    return rec
+
+
+async def made(storage: Storage, n: int, **over: object) -> tuple[str, list[Record]]:
+    t = thread(metadata={"owner": "ann"})
+    await storage.thread_create(t)
+    runs = [conf_run(t["thread_id"], created_at=ts(i), **over) for i in range(n)]
+    for r in runs:
+        await storage.run_create(r, reject_if_busy=False)
+    return t["thread_id"], runs
+
+
+async def claim(storage: Storage, mine: list[Record], owner: str = "a", **kw: object) -> list[str]:
+    ids = {r["run_id"] for r in mine}
+    return [r["run_id"] for r in await storage.runs_claim(owner, 30, ALL, **kw) if r["run_id"] in ids]  # type: ignore[arg-type]
+
+
+async def test_claims_take_the_oldest_run_of_each_idle_thread(storage: Storage) -> None:
+    tid, (a1, a2) = await made(storage, 2)
+    later = time.time() + 3600
+    tid_b, (b1,) = await made(storage, 1, run_at=later)
+    mine = [a1, a2, b1]
+
+    assert await claim(storage, mine) == [a1["run_id"]]
+    got = await storage.run_get(a1["run_id"])
+    assert got is not None and got["status"] == "running"
+    t = await storage.thread_get(tid)
+    assert t is not None and t["metadata"] == {"owner": "ann", "graph_id": "g", "assistant_id": a1["assistant_id"]}
+    # a2 waits for a1; b1 is not due yet.
+    assert await claim(storage, mine) == []
+
+    await storage.run_finish(a1["run_id"], tid, "success", {"status": "idle"})
+    assert await claim(storage, mine) == [a2["run_id"]]
+    assert await claim(storage, mine, now=later + 1) == [b1["run_id"]]
+    assert (await storage.thread_get(tid_b))["status"] == "busy"  # type: ignore[index]
+
+
+async def test_a_cancelled_pending_run_does_not_block_its_thread(storage: Storage) -> None:
+    _, (first, second) = await made(storage, 2)
+    assert await storage.run_transition(first["run_id"], "pending", "interrupted")
+    assert await claim(storage, [first, second]) == [second["run_id"]]
+
+
+async def test_leases_renew_expire_and_are_taken_over_once(storage: Storage) -> None:
+    _, (r,) = await made(storage, 1)
+    t0 = time.time()
+    assert await claim(storage, [r], owner="a", now=t0) == [r["run_id"]]
+
+    def expired(rows: list[Record]) -> bool:
+        return r["run_id"] in {x["run_id"] for x in rows}
+
+    assert not expired(await storage.runs_lease_expired(now=t0 + 20, limit=ALL))
+    assert await storage.runs_renew("b", 30, [r["run_id"]], now=t0 + 20) == []  # not b's lease
+    assert await storage.runs_renew("a", 30, [r["run_id"], new_id()], now=t0 + 20) == [r["run_id"]]
+    assert not expired(await storage.runs_lease_expired(now=t0 + 40, limit=ALL))
+    assert expired(await storage.runs_lease_expired(now=t0 + 60, limit=ALL))
+
+    assert await storage.run_take_over(r["run_id"], "b", 30, now=t0 + 60) is True
+    assert await storage.run_take_over(r["run_id"], "c", 30, now=t0 + 61) is False  # b holds it now
+    assert not expired(await storage.runs_lease_expired(now=t0 + 61, limit=ALL))
+    assert await storage.runs_renew("a", 30, [r["run_id"]], now=t0 + 61) == []  # a lost it
+
+
+async def test_concurrent_claimers_never_share_a_run_or_a_thread(backend: Backend) -> None:
+    replicas = [backend.make() for _ in range(3)]
+    for s in replicas:
+        await s.open()
+    try:
+        first = replicas[0]
+        threads = [await made(first, 3) for _ in range(6)]
+        mine = {r["run_id"]: tid for tid, runs in threads for r in runs}
+        order = {r["run_id"]: i for _, runs in threads for i, r in enumerate(runs)}
+        executed: list[str] = []
+        running: set[str] = set()
+
+        async def replica(s: Storage, name: str) -> None:
+            idle = 0
+            while idle < 3:
+                claimed = [r for r in await s.runs_claim(name, 30, 2) if r["run_id"] in mine]
+                idle = 0 if claimed else idle + 1
+                for r in claimed:
+                    assert r["thread_id"] not in running, "two runs of one thread at once"
+                    running.add(r["thread_id"])
+                    executed.append(r["run_id"])
+                await asyncio.sleep(0)
+                for r in claimed:
+                    running.discard(r["thread_id"])
+                    await s.run_finish(r["run_id"], r["thread_id"], "success", {"status": "idle"})
+
+        await asyncio.gather(*(replica(s, f"r{i}") for i, s in enumerate(replicas)))
+        assert sorted(executed) == sorted(mine), "every run once"
+        for tid, runs in threads:
+            assert [order[x] for x in executed if mine[x] == tid] == [0, 1, 2]
+    finally:
+        for s in replicas:
+            await s.close()
