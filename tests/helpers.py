@@ -21,3 +21,9 @@ def is_iso(ts: str) -> bool:
 async def raw(client: Any, method: str, path: str, **kwargs: Any) -> httpx.Response:
     """A request the SDK would never send (unknown fields, bad types), on the SDK's own connection."""
     return await client.http.client.request(method, path, **kwargs)
+
+
+def names(resp: httpx.Response, field: str) -> bool:
+    """A 422 whose `detail` is one sentence naming the field, as every skeino 4xx is."""
+    detail = resp.json().get("detail")
+    return resp.status_code == 422 and isinstance(detail, str) and f"'{field}'" in detail

@@ -16,7 +16,7 @@ import pytest
 from langgraph_sdk import get_client, get_sync_client
 from langgraph_sdk.errors import BadRequestError, NotFoundError, UnprocessableEntityError
 
-from helpers import is_iso, raw, tag
+from helpers import is_iso, names, raw, tag
 from receiver import Receiver
 from serverproc import Server
 
@@ -116,7 +116,7 @@ async def test_invalid_input_is_refused_by_name(client: Any, no_server_errors: N
         await client.crons.create_for_thread("00000000-0000-0000-0000-000000000000", "counter", schedule="* * * * *")
     assert (await raw(client, "GET", "/runs/crons/not-a-uuid")).status_code == 422
     res = await raw(client, "POST", "/runs/crons", json={"assistant_id": "counter", "schedule": "* * * * *", "bogus": 1})
-    assert res.status_code == 422 and res.json()["detail"][0]["loc"] == ["body", "bogus"]
+    assert res.status_code == 422 and names(res, "bogus")
     info = (await raw(client, "GET", "/info")).json()
     assert info["flags"]["crons"] is True
 

@@ -18,7 +18,7 @@ from skeino.api.middleware import RequestLayer
 from skeino.api.security import SecurityLayer, require_scope
 from skeino.auth.guard import Guard
 from skeino.config import Config
-from skeino.errors import SkeinoError
+from skeino.errors import SkeinoError, describe_validation
 from skeino.graphs import GraphRegistry
 from skeino.runtime.core import Runtime
 from skeino.runtime.tools import AssistantTools
@@ -33,11 +33,8 @@ def _install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(_: Request, exc: RequestValidationError) -> JSONResponse:
-        errors = [
-            {"loc": list(e.get("loc", ())), "msg": e.get("msg"), "type": e.get("type")}
-            for e in exc.errors()
-        ]
-        return JSONResponse({"detail": errors}, status_code=422)
+        # One sentence naming each wrong field, as the official server answers (the SDK shows it).
+        return JSONResponse({"detail": describe_validation(exc.errors())}, status_code=422)
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:

@@ -8,11 +8,12 @@ from fastapi import APIRouter, Depends, Query
 from fastapi.responses import Response
 
 from skeino.api.deps import paged, runtime
+from skeino.api.inputs import JsonRoute
 from skeino.runtime.core import Runtime
 from skeino.schemas import (AssistantCount, AssistantCreate, AssistantLatest, AssistantPatch, AssistantSearch,
                             AssistantVersions)
 
-router = APIRouter(prefix="/assistants", tags=["assistants"])
+router = APIRouter(prefix="/assistants", tags=["assistants"], route_class=JsonRoute)
 
 
 @router.post("")

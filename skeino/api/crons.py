@@ -8,10 +8,11 @@ from fastapi import APIRouter, Depends
 from fastapi.responses import Response
 
 from skeino.api.deps import paged, runtime
+from skeino.api.inputs import JsonRoute
 from skeino.runtime.core import Runtime
 from skeino.schemas import CronCount, CronCreate, CronPatch, CronSearch, ThreadCronCreate
 
-router = APIRouter(tags=["crons"])
+router = APIRouter(tags=["crons"], route_class=JsonRoute)
 
 
 @router.post("/threads/{thread_id}/runs/crons")

@@ -10,11 +10,12 @@ from fastapi.responses import Response
 
 from skeino import __version__
 from skeino.api.deps import runtime
+from skeino.api.inputs import JsonRoute
 from skeino.errors import NotFound
 from skeino.runtime.compat import STRICT_RESUME
 from skeino.runtime.core import Runtime
 
-router = APIRouter(tags=["meta"])
+router = APIRouter(tags=["meta"], route_class=JsonRoute)
 
 
 @router.get("/ok")

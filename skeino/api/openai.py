@@ -14,13 +14,13 @@ from typing import Any, AsyncIterator, Callable, Coroutine
 from fastapi import APIRouter, Depends, Header, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
-from fastapi.routing import APIRoute
 from pydantic import BaseModel, ConfigDict, Field
 from sse_starlette.event import ServerSentEvent
 from sse_starlette.sse import EventSourceResponse
 
 from skeino import serde
 from skeino.api.deps import JSON, runtime
+from skeino.api.inputs import JsonRoute
 from skeino.errors import NotFound, SkeinoError
 from skeino.runtime.assistants import is_uuid
 from skeino.runtime.broker import RunStream
@@ -75,7 +75,7 @@ def _validation_error(exc: RequestValidationError) -> Response:
     return error_response(400, message, "invalid_request_error", param, kind)
 
 
-class OpenAIRoute(APIRoute):
+class OpenAIRoute(JsonRoute):
     """A route whose every error answers in OpenAI's envelope instead of `{"detail": ...}`."""
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:

@@ -10,6 +10,7 @@ from fastapi import APIRouter, Depends, Header, Query, Request
 from fastapi.responses import Response
 
 from skeino.api.deps import JSON, runtime
+from skeino.api.inputs import INT_MAX, JsonRoute
 from skeino.errors import Invalid
 from skeino.runtime.broker import Event
 from skeino.runtime.core import Runtime
@@ -17,7 +18,7 @@ from skeino.schemas import RunCreate, RunsCancel
 from skeino.storage.base import Record
 from skeino.streaming.sse import event_stream
 
-router = APIRouter(tags=["runs"])
+router = APIRouter(tags=["runs"], route_class=JsonRoute)
 
 _ALWAYS = {"metadata", "error", "end"}
 
@@ -132,7 +133,7 @@ async def wait_run(thread_id: str, body: RunCreate, request: Request, rt: Runtim
 
 
 @router.get("/threads/{thread_id}/runs")
-async def list_runs(thread_id: str, limit: int = Query(10, ge=1, le=1000), offset: int = Query(0, ge=0),
+async def list_runs(thread_id: str, limit: int = Query(10, ge=1, le=1000), offset: int = Query(0, ge=0, le=INT_MAX),
                     status: str | None = None, rt: Runtime = Depends(runtime)) -> Any:
     return await rt.runs.list(thread_id, limit=limit, offset=offset, status=status)
 

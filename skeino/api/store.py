@@ -8,10 +8,11 @@ from fastapi import APIRouter, Depends
 from fastapi.responses import Response
 
 from skeino.api.deps import runtime
+from skeino.api.inputs import JsonRoute
 from skeino.runtime.core import Runtime
 from skeino.schemas import StoreDelete, StoreNamespaces, StorePut, StoreSearch
 
-router = APIRouter(prefix="/store", tags=["store"])
+router = APIRouter(prefix="/store", tags=["store"], route_class=JsonRoute)
 
 
 @router.put("/items", status_code=204)

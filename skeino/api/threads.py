@@ -8,12 +8,13 @@ from fastapi import APIRouter, Depends, Query
 from fastapi.responses import Response
 
 from skeino.api.deps import runtime
+from skeino.api.inputs import JsonRoute
 from skeino.errors import NotSupported
 from skeino.runtime.core import Runtime
 from skeino.schemas import (HistoryQuery, StateAtCheckpoint, StateField, StateUpdate, ThreadCount, ThreadCreate,
                             ThreadPatch, ThreadPrune, ThreadSearch)
 
-router = APIRouter(prefix="/threads", tags=["threads"])
+router = APIRouter(prefix="/threads", tags=["threads"], route_class=JsonRoute)
 
 
 def _project(state: dict[str, Any], select: list[Any] | None) -> dict[str, Any]:

@@ -1,0 +1,150 @@
+"""What every route receives, checked once: JSON bodies whatever their Content-Type, and ids in paths.
+
+The official server parses every body as JSON (its chat UI's proxy and the hosted Studio send
+JSON as `text/plain`), so skeino does too. Cross-site `text/plain` requests from foreign origins
+are refused earlier, by the security layer, before a route ever sees them.
+
+JSON itself allows values that no store can keep: integers wider than 64 bits, lone UTF-16
+surrogates, `NaN`, and nesting deep enough to exhaust the encoders' recursion limits. Each is
+refused here, for every route at once, with a 422 naming the field, instead of failing later
+as a 500 deep in storage.
+
+Thread, run and cron ids are UUIDs: one that is not is a 422 naming it, as on the official
+server, rather than a 404 that reads as "deleted".
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import uuid
+from typing import Any, Callable, Coroutine
+
+from fastapi import Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import Response
+from fastapi.routing import APIRoute
+
+# Deep enough for any real document; shallow enough that a stored record wrapping a body
+# value stays well inside orjson's and msgpack's recursion limit (255).
+MAX_DEPTH = 100
+INT_MIN, INT_MAX = -(2**63), 2**63 - 1
+_SURROGATE = re.compile("[\ud800-\udfff]")
+_BODY_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+_JSON_TYPE = (b"content-type", b"application/json")
+UUID_PARAMS = ("thread_id", "run_id", "cron_id")
+
+
+def _is_json_type(value: bytes) -> bool:
+    mime = value.split(b";", 1)[0].strip().lower()
+    return mime == b"application/json" or mime.endswith(b"+json")
+
+
+def _as_json(scope: dict[str, Any]) -> None:
+    """Make the body's declared type JSON, so the framework parses it as the official server does."""
+    headers = scope["headers"]
+    for i, (key, value) in enumerate(headers):
+        if key == b"content-type":
+            if not _is_json_type(value):
+                scope["headers"] = [*headers[:i], _JSON_TYPE, *headers[i + 1:]]
+            return
+    scope["headers"] = [*headers, _JSON_TYPE]
+
+
+def _where(path: list[Any]) -> str:
+    out = ""
+    for part in path:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+def _problem(path: list[Any], msg: str, value: Any) -> RequestValidationError:
+    return RequestValidationError([{"type": "value_error", "loc": ("body", *path), "msg": msg,
+                                    "input": value if not isinstance(value, (dict, list)) else None}])
+
+
+def check_value(data: Any) -> None:
+    """Refuse what JSON allows but storage cannot keep; the error names the field."""
+    stack: list[tuple[Any, list[Any]]] = [(data, [])]
+    while stack:
+        value, path = stack.pop()
+        if isinstance(value, str):
+            if not value.isascii() and _SURROGATE.search(value):
+                raise _problem(path, "Text contains a lone UTF-16 surrogate, which is not valid Unicode", None)
+        elif isinstance(value, bool) or value is None:
+            continue
+        elif isinstance(value, int):
+            if not INT_MIN <= value <= INT_MAX:
+                raise _problem(path, "Integer is wider than 64 bits (the range is -2^63 to 2^63-1)", None)
+        elif isinstance(value, float):
+            if not math.isfinite(value):
+                raise _problem(path, f"Number {value} is not a finite JSON number", None)
+        elif isinstance(value, (dict, list)):
+            if len(path) >= MAX_DEPTH:
+                raise _problem(path[:3], f"Value is nested more than {MAX_DEPTH} levels deep", None)
+            if isinstance(value, dict):
+                for key, item in value.items():
+                    if not key.isascii() and _SURROGATE.search(key):
+                        raise _problem(path, f"Key {key.encode('utf-8', 'replace').decode()!r} contains a lone "
+                                             "UTF-16 surrogate, which is not valid Unicode", None)
+                    stack.append((item, [*path, key]))
+            else:
+                stack.extend((item, [*path, i]) for i, item in enumerate(value))
+
+
+def parse(body: bytes) -> Any:
+    """The body as checked JSON, or a RequestValidationError the error handlers turn into one sentence."""
+    try:
+        data = json.loads(body)
+    except json.JSONDecodeError as exc:
+        raise RequestValidationError([{"type": "json_invalid", "loc": ("body", exc.pos), "msg": "JSON decode error",
+                                       "input": {}, "ctx": {"error": exc.msg}}]) from None
+    except UnicodeDecodeError:
+        raise RequestValidationError([{"type": "json_invalid", "loc": ("body",), "msg": "JSON decode error",
+                                       "input": {}, "ctx": {"error": "the body is not UTF-8 text"}}]) from None
+    except RecursionError:
+        raise _problem([], f"The body is nested more than {MAX_DEPTH} levels deep", None) from None
+    check_value(data)
+    return data
+
+
+def _is_uuid(value: str) -> bool:
+    try:
+        return len(value) == 36 and uuid.UUID(value) is not None
+    except ValueError:
+        return False
+
+
+def check_ids(path_params: dict[str, Any]) -> None:
+    """Path ids that must be UUIDs (the storage keys them so; anything else can never exist)."""
+    for name in UUID_PARAMS:
+        value = path_params.get(name)
+        if value is not None and not _is_uuid(value):
+            raise RequestValidationError([{"type": "uuid_parsing", "loc": ("path", name), "input": value,
+                                           "msg": "Input should be a valid UUID"}])
+
+
+class JsonRoute(APIRoute):
+    """A route whose path ids and JSON body (read whatever its Content-Type) are checked before validation."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+        ids = any(name in self.param_convertors for name in UUID_PARAMS)
+        if self.body_field is None and not ids:
+            return handler
+        has_body = self.body_field is not None
+
+        async def route(request: Request) -> Response:
+            if ids:
+                check_ids(request.path_params)
+            if has_body and request.method in _BODY_METHODS:
+                body = await request.body()
+                if body:
+                    _as_json(request.scope)
+                    request.__dict__.pop("_headers", None)  # re-read from the scope just changed
+                    # The framework reads this cached value instead of parsing again.
+                    request._json = parse(body)
+            return await handler(request)
+
+        return route
