@@ -299,10 +299,17 @@ async def test_prune(client: Any) -> None:
 
 # state ----------------------------------------------------------------------------------------
 async def test_state_of_a_new_thread(client: Any) -> None:
+    # Recorded from the official server: no checkpoint yet is `checkpoint: null` (the official
+    # React hook tells a new thread by it), with null metadata — also when the thread already
+    # names its graph, and with subgraphs=true.
+    empty = {"values": {}, "next": [], "tasks": [], "metadata": None, "created_at": None, "checkpoint": None,
+             "parent_checkpoint": None, "interrupts": [], "checkpoint_id": None, "parent_checkpoint_id": None}
     thread = await client.threads.create()
-    state = await client.threads.get_state(thread["thread_id"])
-    assert set(state) == STATE_KEYS
-    assert state["values"] == {} and state["next"] == [] and state["tasks"] == []
+    assert await client.threads.get_state(thread["thread_id"]) == empty
+    named = await client.threads.create(metadata={"graph_id": "counter"})
+    assert await client.threads.get_state(named["thread_id"]) == empty
+    r = await raw(client, "GET", f"/threads/{named['thread_id']}/state", params={"subgraphs": "true"})
+    assert r.status_code == 200 and r.json() == empty
     assert await client.threads.get_history(thread["thread_id"]) == []
     with pytest.raises(NotFoundError):
         await client.threads.get_state(thread["thread_id"], checkpoint_id=str(uuid.uuid4()))
@@ -364,7 +371,8 @@ async def test_state_with_subgraphs(client: Any) -> None:
     (task,) = deep["tasks"]
     assert task["name"] == "child" and task["checkpoint"] is None
     assert set(task["state"]) == STATE_KEYS
-    assert task["state"]["checkpoint"]["checkpoint_ns"].startswith("child:")
+    # As on the official server: the subgraph has written no checkpoint yet.
+    assert task["state"]["checkpoint"] is None and task["state"]["values"] == {}
 
     assert await client.runs.wait(tid, "pipeline", input=None) == {"value": "x|parent|child|done"}
     done = await client.threads.get_state(tid, subgraphs=True)
@@ -502,7 +510,19 @@ async def test_history(client: Any) -> None:
     before = history[2]
     by_config = await client.threads.get_history(thread_id, limit=2, before=before["checkpoint"])
     by_id = await client.threads.get_history(thread_id, limit=2, before=before["checkpoint_id"])
-    assert [s["values"] for s in by_config] == [s["values"] for s in by_id] == [{"count": 1}, {"count": 0}]
+    # The official server's form, a checkpoint config (what the JS client sends), and the whole window.
+    r = await raw(client, "POST", f"/threads/{thread_id}/history",
+                  json={"limit": 2, "before": {"configurable": before["checkpoint"]}})
+    assert r.status_code == 200, r.text
+    assert [s["values"] for s in by_config] == [s["values"] for s in by_id] == [s["values"] for s in r.json()] \
+        == [{"count": 1}, {"count": 0}]
+    assert [s["checkpoint_id"] for s in await client.threads.get_history(thread_id, limit=100, before=before["checkpoint"])] \
+        == [s["checkpoint_id"] for s in history[3:]]
+    assert await client.threads.get_history(thread_id, before=history[-1]["checkpoint"]) == []
+    r = await raw(client, "POST", f"/threads/{thread_id}/history", json={"before": {"checkpoint_id": "1f0-unknown"}})
+    assert r.status_code == 404, r.text
+    r = await raw(client, "POST", f"/threads/{thread_id}/history", json={"before": {"configurable": {}}})
+    assert r.status_code == 422 and "before" in r.text, r.text
 
     assert [s["values"] for s in await client.threads.get_history(thread_id, metadata={"source": "update"})] \
         == [{"count": 100}]

@@ -15,15 +15,19 @@ def interrupt_dict(item: Interrupt | Any) -> dict[str, Any]:
     return serde.to_jsonable(item)
 
 
-def _checkpoint(config: Any) -> dict[str, Any] | None:
-    if not config:
+def _saved_checkpoint(config: Any) -> dict[str, Any] | None:
+    """The checkpoint a state was read from; None when none was ever written (a new thread).
+
+    The official React hook tells a new thread by this null.
+    """
+    conf = (config or {}).get("configurable") or {}
+    if not conf.get("thread_id") or not conf.get("checkpoint_id"):
         return None
-    conf = config.get("configurable", {})
-    return {
-        "checkpoint_id": conf.get("checkpoint_id"),
-        "thread_id": conf.get("thread_id"),
-        "checkpoint_ns": conf.get("checkpoint_ns", ""),
-    }
+    checkpoint = {"checkpoint_id": conf["checkpoint_id"], "thread_id": conf["thread_id"],
+                  "checkpoint_ns": conf.get("checkpoint_ns") or ""}
+    if "checkpoint_map" in conf:
+        checkpoint["checkpoint_map"] = conf["checkpoint_map"]
+    return checkpoint
 
 
 def snapshot_to_state(snapshot: StateSnapshot) -> dict[str, Any]:
@@ -37,17 +41,18 @@ def snapshot_to_state(snapshot: StateSnapshot) -> dict[str, Any]:
             "path": list(task.path) if task.path else [],
             "error": str(task.error) if task.error is not None else None,
             "interrupts": [interrupt_dict(i) for i in task.interrupts],
-            "checkpoint": _checkpoint(sub_state) if isinstance(sub_state, dict) else None,
+            # A subgraph task not started yet: where its checkpoints will be (namespace, no id yet).
+            "checkpoint": serde.to_jsonable(sub_state.get("configurable")) if isinstance(sub_state, dict) else None,
             "state": snapshot_to_state(sub_state) if isinstance(sub_state, StateSnapshot) else None,
             "result": serde.to_jsonable(task.result) if task.result is not None else None,
         })
-    checkpoint = _checkpoint(snapshot.config)
-    parent = _checkpoint(snapshot.parent_config)
+    checkpoint = _saved_checkpoint(snapshot.config)
+    parent = _saved_checkpoint(snapshot.parent_config)
     return {
         "values": serde.to_jsonable(snapshot.values),
         "next": list(snapshot.next),
         "tasks": tasks,
-        "metadata": serde.to_jsonable(snapshot.metadata or {}),
+        "metadata": serde.to_jsonable(snapshot.metadata),
         "created_at": snapshot.created_at,
         "checkpoint": checkpoint,
         "parent_checkpoint": parent,
@@ -57,11 +62,10 @@ def snapshot_to_state(snapshot: StateSnapshot) -> dict[str, Any]:
     }
 
 
-def empty_state(thread_id: str) -> dict[str, Any]:
-    """The state of a thread no graph has run on yet."""
+def empty_state() -> dict[str, Any]:
+    """The state of a thread no graph has written a checkpoint for yet, as the official server answers it."""
     return {
-        "values": {}, "next": [], "tasks": [], "metadata": {}, "created_at": None,
-        "checkpoint": {"checkpoint_id": None, "thread_id": thread_id, "checkpoint_ns": ""},
+        "values": {}, "next": [], "tasks": [], "metadata": None, "created_at": None, "checkpoint": None,
         "parent_checkpoint": None, "interrupts": [], "checkpoint_id": None, "parent_checkpoint_id": None,
     }
 

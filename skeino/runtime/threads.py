@@ -186,11 +186,13 @@ class ThreadService:
             if wanted:
                 # No graph ever ran here, so no checkpoint can exist.
                 raise NotFound(f"Checkpoint {wanted} not found in thread {thread_id}")
-            return empty_state(thread_id)
+            return empty_state()
         config = checkpoint_config(thread_id, checkpoint, checkpoint_id)
         snapshot = await graph.aget_state(config, subgraphs=subgraphs)
-        if (checkpoint or checkpoint_id) and snapshot.created_at is None:
-            raise NotFound(f"Checkpoint {wanted or checkpoint} not found in thread {thread_id}")
+        if snapshot.created_at is None:  # no checkpoint written (yet, or with that id)
+            if checkpoint or checkpoint_id:
+                raise NotFound(f"Checkpoint {wanted or checkpoint} not found in thread {thread_id}")
+            return empty_state()
         return snapshot_to_state(snapshot)
 
     async def update_state(self, thread_id: str, body: dict[str, Any]) -> Record:
@@ -231,15 +233,33 @@ class ThreadService:
             changes["status"] = "interrupted" if pending else "idle"
         await self._storage.thread_update(thread_id, changes)
 
+    @staticmethod
+    async def _before(graph: Any, thread_id: str, before: str | Record) -> dict[str, Any]:
+        """The config of the checkpoint `before` names: an id, a checkpoint, or a config with `configurable`.
+
+        The official server takes the config form ({"configurable": {...}}); the SDK's type
+        hints the bare checkpoint; both are accepted, as is a bare id.
+        """
+        if isinstance(before, str):
+            before = {"checkpoint_id": before}
+        elif isinstance(before.get("configurable"), dict):
+            before = before["configurable"]
+        checkpoint_id = before.get("checkpoint_id")
+        if not checkpoint_id:
+            raise Invalid("'before' must name a checkpoint_id")
+        config = checkpoint_config(thread_id, before)
+        # LangGraph compares ids as text: an unknown id would silently select an arbitrary range.
+        if await graph.checkpointer.aget_tuple(config) is None:
+            raise NotFound(f"Checkpoint {checkpoint_id} not found in thread {thread_id}")
+        return config
+
     async def history(self, thread_id: str, *, limit: int = 10, before: str | Record | None = None,
                       metadata: Record | None = None, checkpoint: Record | None = None) -> list[Record]:
         thread = await self.get(thread_id)
         graph = await self._thread_graph(thread)
         if graph is None:
             return []
-        if isinstance(before, str):
-            before = {"checkpoint_id": before}
-        before_config = checkpoint_config(thread_id, before) if before else None
+        before_config = await self._before(graph, thread_id, before) if before else None
         states = []
         async for snapshot in graph.aget_state_history(
             checkpoint_config(thread_id, checkpoint), limit=limit, before=before_config, filter=metadata or None
