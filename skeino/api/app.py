@@ -12,7 +12,7 @@ from fastapi.responses import JSONResponse, RedirectResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from skeino import __version__
-from skeino.api import assistants, crons, mcp, meta, openai, runs, store, studio, threads
+from skeino.api import a2a, assistants, crons, mcp, meta, openai, runs, store, studio, threads
 from skeino.api.deps import JSON
 from skeino.api.middleware import RequestLayer
 from skeino.api.security import SecurityLayer, require_scope
@@ -88,6 +88,8 @@ def create_app(config: Config, registry: GraphRegistry | None = None, guard: Gua
             app.include_router(router)
     if not http.get("disable_mcp"):
         extensions.append(mcp.install(app, AssistantTools(rt.assistants, rt.runs)))
+    if not http.get("disable_a2a"):
+        app.include_router(a2a.router)
     if http.get("disable_ui"):
         return app
     studio.mount(app)

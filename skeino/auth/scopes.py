@@ -26,10 +26,10 @@ def required_scope(method: str, template: str) -> str | None:
         return "assistants:read"
     elif template.startswith("/v1/"):
         return "runs:write"  # a chat completion starts a run
+    elif template.endswith("/.well-known/agent-card.json"):
+        return "assistants:read"  # an A2A agent card describes an assistant
     elif template == "/mcp" or template.startswith("/a2a/"):
         return "runs:write"  # a tool call or an agent message starts a run
-    elif template.startswith("/.well-known/agent-card"):
-        return "assistants:read"
     elif template.startswith("/runs") or "/runs" in template or template == "/threads/{thread_id}/stream":
         family = "runs"
     elif template.startswith("/threads"):
