@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import time
+from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+from langgraph_sdk import get_client
 from langgraph_sdk.errors import ConflictError, NotFoundError, UnprocessableEntityError
 
-from helpers import names
+from helpers import names, raw
 from serverproc import Server
 
 
@@ -307,13 +310,114 @@ async def test_if_not_exists(client: Any) -> None:
     assert (await client.threads.get(tid))["thread_id"] == tid
 
 
+def _ts(value: str) -> datetime:
+    return datetime.fromisoformat(value)
+
+
 async def test_after_seconds_delays_start(client: Any) -> None:
     thread = await client.threads.create()
     tid = thread["thread_id"]
     run = await client.runs.create(tid, "counter", input={"count": 0}, after_seconds=0.6)
-    await asyncio.sleep(0.2)
-    assert (await client.runs.get(tid, run["run_id"]))["status"] == "pending"
     assert await client.runs.join(tid, run["run_id"]) == {"count": 3}
+    # The server's own clocks say when it started: its first checkpoint, 0.6 s after creation at the earliest.
+    history = await client.threads.get_history(tid, limit=100)
+    started = min(_ts(h["created_at"]) for h in history)
+    assert (started - _ts(run["created_at"])).total_seconds() >= 0.59
+
+
+async def test_durability_exit_checkpoints_only_the_end(client: Any) -> None:
+    lengths = {}
+    for durability in ("exit", "async", "sync"):
+        tid = (await client.threads.create())["thread_id"]
+        assert await client.runs.wait(tid, "counter", input={"count": 0}, durability=durability) == {"count": 3}
+        history = await client.threads.get_history(tid, limit=100)
+        lengths[durability] = [h["metadata"]["step"] for h in history]
+        assert history[0]["values"] == {"count": 3} and history[0]["next"] == []
+    # `exit` writes the final checkpoint only; the others one per step (input, a, b, c).
+    assert lengths == {"exit": [3], "async": [3, 2, 1, 0, -1], "sync": [3, 2, 1, 0, -1]}
+    tid = (await client.threads.create())["thread_id"]
+    res = await raw(client, "POST", f"/threads/{tid}/runs", json={"assistant_id": "counter", "durability": "never"})
+    assert res.status_code == 422
+
+
+async def test_max_concurrent_runs_keeps_the_rest_pending(fresh_db: Path) -> None:
+    server = Server(db=fresh_db, env={"SKEINO_MAX_CONCURRENT_RUNS": "1"}).start()
+    try:
+        client = get_client(url=server.url)
+        a = (await client.threads.create())["thread_id"]
+        b = (await client.threads.create())["thread_id"]
+        first = await client.runs.create(a, "slow", input={"seconds": 60})
+        await wait_status(client, a, first["run_id"], {"running"})
+        second = await client.runs.create(b, "counter", input={"count": 0})
+        # Another thread, but the only slot is taken: it waits however long we look.
+        with pytest.raises(AssertionError, match="stuck in pending"):
+            await wait_status(client, b, second["run_id"], {"running", "success", "error"}, timeout=1)
+        await client.runs.cancel(a, first["run_id"], wait=True)
+        assert await client.runs.join(b, second["run_id"]) == {"count": 3}
+        # It started only once the first had ended, by the server's clocks.
+        ended = _ts((await client.runs.get(a, first["run_id"]))["updated_at"])
+        history = await client.threads.get_history(b, limit=100)
+        assert min(_ts(h["created_at"]) for h in history) >= ended
+        await client.http.client.aclose()
+    finally:
+        server.stop()
+
+
+async def test_cancel_with_rollback_deletes_the_run_and_what_it_wrote(client: Any) -> None:
+    tid = (await client.threads.create())["thread_id"]
+    kept = await client.runs.create(tid, "slow", input={"seconds": 0})
+    await client.runs.join(tid, kept["run_id"])
+    running = await client.runs.create(tid, "slow", input={"seconds": 30})
+    pending = await client.runs.create(tid, "slow", input={"seconds": 0})
+    await wait_values(client, tid, lambda v: v.get("steps") == ["before", "nap", "after", "before"])
+    await client.runs.cancel(tid, pending["run_id"], action="rollback")
+    await client.runs.cancel(tid, running["run_id"], wait=True, action="rollback")
+    for gone in (running, pending):
+        with pytest.raises(NotFoundError):
+            await client.runs.get(tid, gone["run_id"])
+    assert [r["run_id"] for r in await client.runs.list(tid)] == [kept["run_id"]]
+    # The state is as the earlier run left it; the rolled-back run's checkpoints are gone.
+    assert (await client.threads.get_state(tid))["values"]["steps"] == ["before", "nap", "after"]
+    history = await client.threads.get_history(tid, limit=100)
+    assert {h["metadata"].get("run_id") for h in history} == {kept["run_id"]}
+    assert (await client.threads.get(tid))["status"] == "idle"
+
+
+async def test_bulk_cancel_by_status(fresh_db: Path) -> None:
+    # Its own server: a cancel by status reaches every thread's runs.
+    server = Server(db=fresh_db).start()
+    try:
+        client = get_client(url=server.url)
+        a = (await client.threads.create())["thread_id"]
+        b = (await client.threads.create())["thread_id"]
+        running = await client.runs.create(a, "slow", input={"seconds": 60})
+        behind = await client.runs.create(a, "counter", input={"count": 0})
+        delayed = await client.runs.create(b, "counter", input={"count": 0}, after_seconds=600)
+        await wait_status(client, a, running["run_id"], {"running"})
+
+        await client.runs.cancel_many(status="pending")
+        assert (await client.runs.get(a, behind["run_id"]))["status"] == "interrupted"
+        assert (await client.runs.get(b, delayed["run_id"]))["status"] == "interrupted"
+        assert (await client.runs.get(a, running["run_id"]))["status"] == "running"
+        assert (await client.threads.get(b))["status"] == "idle"
+
+        queued = await client.runs.create(a, "counter", input={"count": 0})
+        await client.runs.cancel_many(status="running")
+        await wait_status(client, a, running["run_id"], {"interrupted"})
+        # The pending run was left alone and now runs.
+        assert await client.runs.join(a, queued["run_id"]) == {"count": 3}
+        assert (await client.runs.get(a, queued["run_id"]))["status"] == "success"
+
+        last = await client.runs.create(a, "slow", input={"seconds": 60})
+        after = await client.runs.create(b, "counter", input={"count": 0}, after_seconds=600)
+        await wait_status(client, a, last["run_id"], {"running"})
+        await client.runs.cancel_many(status="all")
+        await wait_status(client, a, last["run_id"], {"interrupted"})
+        assert (await client.runs.get(b, after["run_id"]))["status"] == "interrupted"
+        assert await client.threads.count(status="busy") == 0
+        await client.http.client.aclose()
+    finally:
+        server.stop()
 
 
 async def test_delete_run(client: Any) -> None:
