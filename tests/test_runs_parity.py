@@ -195,3 +195,21 @@ async def test_deleting_a_run_deletes_its_checkpoints(client: Any) -> None:
     await client.runs.delete(tid, first["run_id"])
     assert await client.threads.get_history(tid, limit=100) == []
     assert (await client.threads.get_state(tid))["values"] == {}
+
+
+# Compared: joining a counter run created with stream_mode values+updates+debug, with
+# stream_mode=updates (also as a list, and a live `slow` run): the official server sent
+# only `updates` events. It drops `error` events too when they were not asked for;
+# skeino still delivers them, so a client learns that its run failed.
+async def test_join_stream_delivers_only_requested_modes(client: Any) -> None:
+    thread = await client.threads.create()
+    tid = thread["thread_id"]
+    run = await client.runs.create(tid, "slow", input={"seconds": 0.3}, stream_mode=["values", "updates", "debug"])
+    live = [p.event async for p in client.runs.join_stream(tid, run["run_id"], stream_mode="updates")]
+    assert live == ["updates"] * 3
+    again = [p.event async for p in client.runs.join_stream(tid, run["run_id"], stream_mode=["updates"],
+                                                              last_event_id="-1")]
+    assert again == ["updates"] * 3
+    failed = await client.runs.create(tid, "failing", input={}, stream_mode=["values", "updates"])
+    events = [p.event async for p in client.runs.join_stream(tid, failed["run_id"], stream_mode="updates")]
+    assert events == ["error"]

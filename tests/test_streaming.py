@@ -440,12 +440,15 @@ async def test_join_after_the_run_ended_replays_it(client: Any) -> None:
     assert full[0].data["run_id"] == run["run_id"]
     tail = await collect(client.runs.join_stream(tid, run["run_id"], last_event_id="1"))
     assert [(p.event, p.data) for p in tail] == [(p.event, p.data) for p in full[2:]]
-    # A filter keeps the requested modes; metadata and errors always pass.
+    # A filter keeps only the requested modes, as the official server's join does (compared
+    # with langgraph dev: stream_mode=updates gave only `updates` events); errors always pass.
     only_updates = await collect(client.runs.join_stream(tid, run["run_id"], stream_mode="updates"))
-    assert names(only_updates) == ["metadata", "updates"]
+    assert names(only_updates) == ["updates"]
+    both = await collect(client.runs.join_stream(tid, run["run_id"], stream_mode=["metadata", "updates"]))
+    assert names(both) == ["metadata", "updates"]
     async with httpx.AsyncClient(base_url=client.http.client.base_url) as http:
         r = await http.get(f"/threads/{tid}/runs/{run['run_id']}/stream", params={"stream_mode": '["values"]'})
-    assert [f.event for f in parse_sse(r.text)] == ["metadata", "values", "values"]
+    assert [f.event for f in parse_sse(r.text)] == ["values", "values"]
 
 
 async def _read_events(http: httpx.AsyncClient, method: str, url: str, count: int,
@@ -564,7 +567,9 @@ async def test_disconnect_cancels_the_run_by_default(client: Any, server: Server
 
     await wait_until(interrupted, what="the run to be cancelled")
     thread = await client.threads.get(thread_id)
-    assert thread["status"] == "idle"
+    # Interrupted when stopped with tasks left to run (as on the official server); idle if
+    # the cancel came before the first checkpoint. Never busy.
+    assert thread["status"] in ("interrupted", "idle")
     # The thread is free again: the next run starts right away.
     result = await client.runs.wait(thread_id, "counter", input={"count": 0}, multitask_strategy="reject")
     assert result == {"count": 3}

@@ -20,7 +20,11 @@ from skeino.streaming.sse import event_stream
 
 router = APIRouter(tags=["runs"], route_class=JsonRoute)
 
-_ALWAYS = {"metadata", "error", "end"}
+# Events a filtered join delivers whatever modes it asked for. The official server drops
+# everything not requested, errors included; skeino still tells a client its run failed.
+_ALWAYS_RUN = frozenset({"error"})
+# A thread stream also keeps `metadata`: it marks where each run ends (`run_done`).
+_ALWAYS_THREAD = frozenset({"metadata", "error"})
 
 
 def _run_headers(run: Record, tail: str) -> dict[str, str]:
@@ -67,14 +71,14 @@ def _join_modes(values: list[str] | None) -> list[str]:
     return modes
 
 
-async def _filtered(batches: Any, modes: list[str] | None) -> Any:
-    """Only the requested modes (metadata and errors always pass)."""
+async def _filtered(batches: Any, modes: list[str] | None, always: frozenset[str] = _ALWAYS_RUN) -> Any:
+    """Only the requested modes (and the `always` events)."""
     modes = _join_modes(modes)
     if not modes:
         async for batch in batches:
             yield batch
         return
-    wanted = set(modes) | _ALWAYS
+    wanted = set(modes) | always
     if "messages-tuple" in wanted:
         wanted.add("messages")
     async for batch in batches:
@@ -176,7 +180,8 @@ async def join_thread_stream(thread_id: str, stream_mode: list[str] | None = Que
                              rt: Runtime = Depends(runtime)) -> Response:
     await rt.threads.get(thread_id)
     modes = None if not stream_mode or stream_mode == ["run_modes"] else stream_mode
-    return event_stream(_filtered(rt.runs.thread_events(thread_id), modes), heartbeat=rt.settings.heartbeat_seconds)
+    return event_stream(_filtered(rt.runs.thread_events(thread_id), modes, _ALWAYS_THREAD),
+                        heartbeat=rt.settings.heartbeat_seconds)
 
 
 # stateless runs ------------------------------------------------------------------------
