@@ -154,6 +154,11 @@ class CommandBody(Body):
     goto: Any = None
 
 
+# The longest a run may be delayed (30 days): a run waiting longer holds its thread busy
+# and every later run of it behind it; a cron is the tool for later starts.
+MAX_AFTER_SECONDS = 30 * 24 * 3600
+
+
 class RunCreate(Body):
     assistant_id: str
     input: Json = None
@@ -173,7 +178,7 @@ class RunCreate(Body):
     if_not_exists: Literal["create", "reject"] | None = None
     on_disconnect: Literal["cancel", "continue"] | None = None
     on_completion: Literal["delete", "keep"] | None = None
-    after_seconds: float | None = Field(None, ge=0)
+    after_seconds: float | None = Field(None, ge=0, le=MAX_AFTER_SECONDS)
     durability: Literal["sync", "async", "exit"] | None = None
     strict_resume: bool | None = None
     webhook: str | None = None

@@ -213,3 +213,22 @@ async def test_join_stream_delivers_only_requested_modes(client: Any) -> None:
     failed = await client.runs.create(tid, "failing", input={}, stream_mode=["values", "updates"])
     events = [p.event async for p in client.runs.join_stream(tid, failed["run_id"], stream_mode="updates")]
     assert events == ["error"]
+
+
+# The official server takes any after_seconds (1e308 left the thread busy for good and
+# every later run of it queued behind); skeino's maximum is 30 days (docs/http-api.md).
+async def test_after_seconds_has_a_maximum(client: Any) -> None:
+    thread = await client.threads.create()
+    tid = thread["thread_id"]
+    for bad in (1e308, 30 * 24 * 3600 + 1, -1):
+        with pytest.raises(UnprocessableEntityError) as err:
+            await client.runs.create(tid, "counter", input={"count": 0}, after_seconds=bad)
+        assert "after_seconds" in str(err.value)
+    res = await raw(client, "POST", f"/threads/{tid}/runs", content=b'{"assistant_id": "counter", "after_seconds": 1e999}',
+                    headers={"Content-Type": "application/json"})
+    assert res.status_code == 422
+    assert await client.runs.list(tid) == []
+    assert (await client.threads.get(tid))["status"] == "idle"
+    longest = await client.runs.create(tid, "counter", input={"count": 0}, after_seconds=30 * 24 * 3600)
+    assert longest["status"] == "pending"
+    await client.runs.cancel(tid, longest["run_id"], wait=True)
