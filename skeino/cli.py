@@ -7,6 +7,7 @@ import logging
 import os
 import sys
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from skeino import __version__
 from skeino.config import Config, ConfigError, Settings, load_config
@@ -34,7 +35,65 @@ def _parser() -> argparse.ArgumentParser:
                        help="text, or json: one JSON object per line with request and run ids")
         p.add_argument("--insecure", action="store_true",
                        help="serve a non-loopback address with no authentication (anyone who can reach it has full access)")
+        p.add_argument("--ssl-certfile", default=None, help="serve HTTPS with this certificate (with --ssl-keyfile)")
+        p.add_argument("--ssl-keyfile", default=None, help="the certificate's private key (with --ssl-certfile)")
+        if name == "dev":
+            _dev_flags(p)
     return parser
+
+
+def _dev_flags(p: argparse.ArgumentParser) -> None:
+    """The `langgraph dev` flags tutorials use: each is acted on, or refused by name (never silently ignored)."""
+    p.add_argument("--no-reload", action="store_true", help="do not restart when code or config changes")
+    p.add_argument("--no-browser", action="store_true",
+                   help="accepted: skeino dev never opens a browser (the banner prints the Studio's address)")
+    p.add_argument("--n-jobs-per-worker", type=int, default=None, metavar="N",
+                   help="runs executed at once (same as SKEINO_MAX_CONCURRENT_RUNS)")
+    p.add_argument("--allow-blocking", action="store_true",
+                   help="accepted: skeino never raises on blocking calls in graph code")
+    p.add_argument("--studio-url", default=None, metavar="URL",
+                   help="a hosted Studio: printed with this server as its baseUrl, and its origin allowed to post")
+    p.add_argument("--server-log-level", type=str.lower, default=None, choices=["debug", "info", "warning", "error"],
+                   help="same as --log-level")
+    p.add_argument("--debug-port", type=int, default=None, help="listen for a debugger (debugpy) on this port")
+    p.add_argument("--wait-for-client", action="store_true",
+                   help="with --debug-port: start serving only once a debugger attached")
+    p.add_argument("--tunnel", action="store_true", help="not supported by skeino: refused")
+
+
+def _check_flags(args: argparse.Namespace) -> None:
+    """Refuse, in one line naming the flag, what cannot work here."""
+    if getattr(args, "tunnel", False):
+        raise ConfigError("--tunnel is not supported: skeino opens no public tunnel; run one yourself (e.g. "
+                          "cloudflared) and add its host name to SKEINO_ALLOWED_HOSTS")
+    if (args.ssl_certfile is None) != (args.ssl_keyfile is None):
+        raise ConfigError("--ssl-certfile and --ssl-keyfile must be given together")
+    for flag, value in (("--ssl-certfile", args.ssl_certfile), ("--ssl-keyfile", args.ssl_keyfile)):
+        if value is not None and not Path(value).is_file():
+            raise ConfigError(f"{flag} {value}: file not found")
+    if getattr(args, "n_jobs_per_worker", None) is not None and args.n_jobs_per_worker < 1:
+        raise ConfigError("--n-jobs-per-worker must be at least 1")
+    if getattr(args, "wait_for_client", False) and getattr(args, "debug_port", None) is None:
+        raise ConfigError("--wait-for-client needs --debug-port")
+    if getattr(args, "debug_port", None) is not None:
+        try:
+            import debugpy  # noqa: F401
+        except ImportError:
+            raise ConfigError("--debug-port needs debugpy, which is not installed (pip install debugpy)") from None
+    if getattr(args, "studio_url", None):
+        parts = urlsplit(args.studio_url)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise ConfigError(f"--studio-url {args.studio_url!r} is not an http(s) URL")
+
+
+def _start_debugger(port: int, wait: bool) -> None:
+    """Listen for a debugger in the process that runs the graphs (the reloader's worker under reload)."""
+    import debugpy
+
+    debugpy.listen(("127.0.0.1", port))
+    if wait:
+        print(f"skeino: waiting for a debugger on port {port}", file=sys.stderr, flush=True)
+        debugpy.wait_for_client()
 
 
 def _load(args: argparse.Namespace) -> Config:
@@ -50,6 +109,10 @@ def _load(args: argparse.Namespace) -> Config:
         if not database_url.startswith(("postgresql://", "postgres://")):
             raise ConfigError(f"--database-url must be a postgresql:// URL, not {database_url.split(':')[0]!r}")
         settings.database_url = database_url
+    if getattr(args, "n_jobs_per_worker", None):
+        settings.max_concurrent_runs = args.n_jobs_per_worker
+    if getattr(args, "studio_url", None):
+        settings.studio_url = args.studio_url.rstrip("/")
     settings.dev = getattr(args, "command", None) == "dev"
     settings.insecure = bool(getattr(args, "insecure", False))
     config = load_config(args.config, settings)
@@ -59,12 +122,17 @@ def _load(args: argparse.Namespace) -> Config:
     return config
 
 
-def _banner(config: Config) -> str:
-    base = f"http://{config.settings.host}:{config.settings.port}"
+def _banner(config: Config, tls: bool = False) -> str:
+    from skeino.api.security import cors_options, describe_cors
+
+    settings = config.settings
+    base = f"{'https' if tls else 'http'}://{settings.host}:{settings.port}"
+    hosted = f"  Hosted Studio: {settings.studio_url}/studio/?baseUrl={base}\n" if settings.studio_url else ""
     return (
         f"\n  skeino {__version__} serving {len(config.graphs)} graph(s) from {config.config_path}\n"
-        f"  API:    {base}\n  Docs:   {base}/docs\n  Studio: {base}/studio/\n"
-        f"  Data:   {config.data_location}\n"
+        f"  API:    {base}\n  Docs:   {base}/docs\n  Studio: {base}/studio/\n{hosted}"
+        f"  Data:   {config.data_location}\n  Runs:   up to {settings.max_concurrent_runs} at once\n"
+        f"  CORS:   {describe_cors(cors_options(config))}\n"
     )
 
 
@@ -86,14 +154,20 @@ def app_factory():  # type: ignore[no-untyped-def]
     from skeino.api.app import create_app
 
     configure_logging(os.environ.get("SKEINO_LOG_LEVEL", "info"), os.environ.get("SKEINO_LOG_FORMAT", "text"))
-    args = argparse.Namespace(config=os.environ["SKEINO_CONFIG"], host=None, port=None, db=None)
+    # Only `skeino dev` reloads, so the rebuilt app is a development one.
+    args = argparse.Namespace(config=os.environ["SKEINO_CONFIG"], host=None, port=None, db=None, command="dev")
+    if os.environ.get("SKEINO_DEBUG_PORT"):
+        _start_debugger(int(os.environ["SKEINO_DEBUG_PORT"]), os.environ.get("SKEINO_WAIT_FOR_CLIENT") == "1")
     return create_app(_load(args))
 
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if getattr(args, "server_log_level", None):
+        args.log_level = args.server_log_level
     log_config = configure_logging(args.log_level, args.log_format)
     try:
+        _check_flags(args)
         config = _load(args)
         from skeino.api.app import create_app
         from skeino.graphs import GraphRegistry
@@ -115,9 +189,14 @@ def main(argv: list[str] | None = None) -> int:
     # server closing one at the moment the client reuses it fails that request.
     common = dict(host=settings.host, port=settings.port, log_level=args.log_level,
                   **({"log_config": log_config} if log_config else {}),
-                  timeout_graceful_shutdown=int(settings.shutdown_grace) or None, timeout_keep_alive=75)
-    if args.command == "dev":
-        print(_banner(config), flush=True)
+                  timeout_graceful_shutdown=int(settings.shutdown_grace) or None, timeout_keep_alive=75,
+                  ssl_certfile=args.ssl_certfile, ssl_keyfile=args.ssl_keyfile)
+    tls = args.ssl_certfile is not None
+    reload = args.command == "dev" and not args.no_reload
+    if args.command == "dev" and args.debug_port is not None and not reload:
+        _start_debugger(args.debug_port, args.wait_for_client)
+    if reload:
+        print(_banner(config, tls), flush=True)
         os.environ["SKEINO_CONFIG"] = str(config.config_path)
         os.environ["SKEINO_HOST"] = settings.host  # the reloaded app checks Host names against it
         guard.audit.close()
@@ -126,13 +205,20 @@ def main(argv: list[str] | None = None) -> int:
             os.environ["SKEINO_DB"] = str(settings.db_path)
         if settings.database_url:
             os.environ["SKEINO_DATABASE_URL"] = settings.database_url
+        # The reloaded worker rebuilds its settings from the environment.
+        os.environ["SKEINO_MAX_CONCURRENT_RUNS"] = str(settings.max_concurrent_runs)
+        if settings.studio_url:
+            os.environ["SKEINO_STUDIO_URL"] = settings.studio_url
+        if args.debug_port is not None:
+            os.environ["SKEINO_DEBUG_PORT"] = str(args.debug_port)
+            os.environ["SKEINO_WAIT_FOR_CLIENT"] = "1" if args.wait_for_client else "0"
         # Reload on code and config edits, never on the database the server itself writes.
         logging.getLogger("watchfiles").setLevel(logging.WARNING)
         uvicorn.run("skeino.cli:app_factory", factory=True, reload=True, reload_dirs=[str(config.base_dir)],
                     reload_includes=["*.py", "*.json", ".env"], reload_excludes=[".skeino/*", "*.db*"],
                     **common)  # type: ignore[arg-type]
         return 0
-    print(_banner(config), flush=True)
+    print(_banner(config, tls), flush=True)
     uvicorn.run(app, **common)  # type: ignore[arg-type]
     return 0
 

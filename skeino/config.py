@@ -28,6 +28,11 @@ HTTP_KEYS = {
 }
 
 
+# Options of the CORS middleware `http.cors` is handed to.
+CORS_KEYS = {"allow_origins", "allow_methods", "allow_headers", "allow_credentials", "allow_origin_regex",
+             "expose_headers", "max_age", "allow_private_network"}
+
+
 class ConfigError(Exception):
     """A configuration problem the user must fix; the message names the file and key."""
 
@@ -70,6 +75,7 @@ class Settings:
     metrics: bool = True
     dev: bool = False  # `skeino dev`: open docs, the development CORS and origin defaults
     insecure: bool = False  # serve a non-loopback address with no authentication (--insecure)
+    studio_url: str | None = None  # a hosted Studio (`skeino dev --studio-url`): its origin may post
     api_keys: str | None = None
     api_keys_file: Path | None = None
     rate_limit: str | None = None  # "N/second|minute|hour" per caller
@@ -132,6 +138,7 @@ class Settings:
                 h.strip().lower() for h in env.get("SKEINO_WEBHOOK_ALLOWED_HOSTS", "").split(",") if h.strip()
             ),
             clock_offset_seconds=num("SKEINO_CLOCK_OFFSET_SECONDS", float, 0.0),
+            studio_url=env.get("SKEINO_STUDIO_URL") or None,
         )
 
 
@@ -178,7 +185,9 @@ def _read_env(value: Any, base_dir: Path, path: Path) -> dict[str, str]:
     if isinstance(value, str):
         env_file = (base_dir / value).resolve()
         if not env_file.is_file():
-            raise ConfigError(f"{path}: 'env' names {value!r}, which does not exist")
+            # As `langgraph dev` does: templates ship only `.env.example`, and must still start.
+            logger.warning("%s: 'env' names %r, which does not exist; starting without it", path, value)
+            return {}
         from dotenv import dotenv_values
 
         return {k: v for k, v in dotenv_values(env_file).items() if v is not None}
@@ -223,6 +232,22 @@ def _check_thread_ttl(ttl: Any, path: Path) -> None:
         raise ConfigError(f"{path}: 'checkpointer.ttl.strategy' {strategy!r} is not supported; use 'delete'")
     for key in ("default_ttl", "sweep_interval_minutes"):
         _minutes(ttl.get(key), f"checkpointer.ttl.{key}", path)
+
+
+def _check_cors(cors: Any, path: Path) -> None:
+    if cors is None:
+        return
+    if not isinstance(cors, dict):
+        raise ConfigError(f"{path}: 'http.cors' must be an object")
+    unknown = sorted(set(cors) - CORS_KEYS)
+    if unknown:
+        raise ConfigError(f"{path}: 'http.cors.{unknown[0]}' is not a CORS option (known: {', '.join(sorted(CORS_KEYS))})")
+    origins = cors.get("allow_origins", [])
+    if not isinstance(origins, list) or not all(isinstance(o, str) for o in origins):
+        raise ConfigError(f"{path}: 'http.cors.allow_origins' must be a list of origins")
+    if "*" in origins and cors.get("allow_credentials"):
+        # With both, the middleware echoes any caller's origin and lets it send the user's credentials.
+        raise ConfigError(f"{path}: 'http.cors' cannot allow every origin ('*') together with allow_credentials")
 
 
 def load_config(path: str | os.PathLike[str], settings: Settings | None = None) -> Config:
@@ -274,6 +299,7 @@ def load_config(path: str | os.PathLike[str], settings: Settings | None = None) 
     unsupported_http = sorted(set(http) - HTTP_KEYS)
     if unsupported_http:
         raise ConfigError(f"{path}: 'http.{unsupported_http[0]}' is not supported by this skeino version")
+    _check_cors(http.get("cors"), path)
     store = raw.get("store") or {}
     checkpointer = raw.get("checkpointer") or {}
     _check_store(store, path)

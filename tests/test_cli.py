@@ -103,7 +103,6 @@ def test_missing_graph_file(graph_refusals: dict[str, subprocess.CompletedProces
     ('{"graphs": {}}', ["'graphs'"]),
     ('["not", "an", "object"]', ["top level"]),
     ('{"graphs": {"g": "no_colon_here"}}', ["'g'", "no_colon_here"]),
-    ('{"graphs": {"g": "./g.py:graph"}, "env": "missing.env"}', ["'env'", "missing.env"]),
     ('{"graphs": {"g": "./g.py:graph"}, "dependencies": "./src"}', ["'dependencies'"]),
     ('{"graphs": {"g": "./g.py:graph"}, "http": []}', ["'http'"]),
     ('{"graphs": {"g": "./g.py:graph"}, "auth": {"path": "./auth.py:auth"}}', ["auth.path", "not supported"]),

@@ -8,6 +8,7 @@ from typing import Any, AsyncContextManager, AsyncIterator
 
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse, RedirectResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -15,7 +16,7 @@ from skeino import __version__
 from skeino.api import a2a, assistants, crons, mcp, meta, openai, runs, store, studio, threads
 from skeino.api.deps import JSON
 from skeino.api.middleware import RequestLayer
-from skeino.api.security import SecurityLayer, require_scope
+from skeino.api.security import SecurityLayer, cors_options, require_scope
 from skeino.auth.guard import Guard
 from skeino.config import Config
 from skeino.errors import SkeinoError, describe_validation
@@ -69,11 +70,10 @@ def create_app(config: Config, registry: GraphRegistry | None = None, guard: Gua
     # Added last runs first: the request layer (ids, metrics, 500s) wraps the security checks.
     app.add_middleware(SecurityLayer, guard=guard)
     app.add_middleware(RequestLayer, metrics=rt.metrics, max_body_bytes=config.settings.max_body_bytes)
+    cors = cors_options(config)
+    if cors:
+        app.add_middleware(CORSMiddleware, **cors)
     http = config.http
-    if http.get("cors"):
-        from fastapi.middleware.cors import CORSMiddleware
-
-        app.add_middleware(CORSMiddleware, **http["cors"])
     disabled = {
         "disable_assistants": assistants.router, "disable_threads": threads.router,
         "disable_runs": runs.router, "disable_store": store.router, "disable_meta": meta.router,

@@ -7,17 +7,52 @@ it is the app-wide dependency `require_scope`, which runs before any route's own
 
 from __future__ import annotations
 
+import inspect
+from typing import Any
+
 from fastapi import Request
+from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from skeino.auth.guard import Guard
 from skeino.auth.scopes import PUBLIC, required_scope
+from skeino.config import Config
 from skeino.logs import request_id
 
 _DOCS = ("/docs", "/redoc", "/openapi.json")
+# What `langgraph dev` answers with no CORS configured: any origin, never with credentials.
+_DEV_CORS: dict[str, Any] = {
+    "allow_origins": ["*"], "allow_credentials": False, "allow_methods": ["*"], "allow_headers": ["*"],
+    "expose_headers": ["x-pagination-total", "x-pagination-next", "content-location"],
+}
 _READ_METHODS = ("GET", "HEAD", "OPTIONS")
+
+
+def cors_options(config: Config) -> dict[str, Any] | None:
+    """CORS middleware options: `http.cors` as configured; with none, `langgraph dev`'s in dev and none in serve."""
+    configured = config.http.get("cors")
+    if configured:
+        return dict(configured)
+    if not config.settings.dev:
+        return None
+    options = dict(_DEV_CORS)
+    # Browsers ask before a public page may reach a loopback server (Private Network Access).
+    if "allow_private_network" in inspect.signature(CORSMiddleware.__init__).parameters:
+        options["allow_private_network"] = True
+    return options
+
+
+def describe_cors(options: dict[str, Any] | None) -> str:
+    """One line for the start-up banner: which browser origins may call this server."""
+    if not options:
+        return "off: browser pages on other origins cannot call this server (set http.cors to allow some)"
+    origins = options.get("allow_origins") or []
+    if "*" in origins:
+        return "any origin, without credentials (development default; set http.cors to restrict)"
+    regex = options.get("allow_origin_regex")
+    return ", ".join(origins) + (f" and origins matching {regex}" if regex else "") if origins or regex else "off"
 
 
 def _headers(scope: Scope) -> dict[bytes, str]:

@@ -50,6 +50,9 @@ class Guard:
         origins = {o for o in cors.get("allow_origins", []) if o != "*"}
         if s.dev:
             origins.update(DEV_ORIGINS)
+        if s.studio_url:
+            parts = urlsplit(s.studio_url)
+            origins.add(f"{parts.scheme}://{parts.netloc}")
         return cls(
             keys=keys,
             limiter=RateLimiter.parse(s.rate_limit),
