@@ -17,6 +17,7 @@ final `completed` status-update. Errors are JSON-RPC error objects with HTTP 200
 
 from __future__ import annotations
 
+import json
 import uuid
 from pathlib import Path
 from typing import Any, AsyncIterator
@@ -177,6 +178,11 @@ async def test_a_failing_graph_is_a_failed_task(server: Server, http: httpx.Asyn
     task = res.json()["result"]
     assert task["status"]["state"] == "failed"
     assert task["status"]["message"]["parts"][0]["text"] == "Error executing assistant: ValueError"
+    res = await http.post(f"{server.url}/a2a/{assistant_id}", headers={"Accept": "text/event-stream"},
+                          json={"jsonrpc": "2.0", "id": 2, "method": "message/stream", "params": {"message": msg}})
+    events = [json.loads(line[5:]) for line in res.text.splitlines() if line.startswith("data:")]
+    assert events[0]["result"]["kind"] == "task"
+    assert events[-1]["result"]["final"] is True and events[-1]["result"]["status"]["state"] == "failed"
 
 
 async def test_disable_a2a_removes_the_endpoints(tmp_path: Path, http: httpx.AsyncClient) -> None:
