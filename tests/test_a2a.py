@@ -236,3 +236,27 @@ async def test_api_keys_and_scopes_apply(keyed: Server, http: httpx.AsyncClient)
 async def _assistant_id_with_key(url: str) -> str:
     async with httpx.AsyncClient(base_url=url, headers={"x-api-key": KEY}) as http:
         return (await http.post("/assistants/search", json={"graph_id": AGENT})).json()[0]["assistant_id"]
+
+
+async def test_cancel_a_streaming_task(server: Server, http: httpx.AsyncClient) -> None:
+    assistant_id = await _assistant_id(server.url, "slow")
+    url = f"{server.url}/a2a/{assistant_id}"
+    msg = {"role": "user", "parts": [{"kind": "data", "data": {"seconds": 60}}], "messageId": "m3"}
+    events: list[dict[str, Any]] = []
+    async with httpx.AsyncClient(timeout=60) as streamer:
+        async with streamer.stream("POST", url, json={"jsonrpc": "2.0", "id": 1, "method": "message/stream",
+                                                      "params": {"message": msg}}) as res:
+            async for line in res.aiter_lines():
+                if not line.startswith("data:"):
+                    continue
+                events.append(json.loads(line[5:]))
+                if len(events) == 1:
+                    task_id = events[0]["result"]["id"]
+                    cancel = await http.post(url, json={"jsonrpc": "2.0", "id": 2, "method": "tasks/cancel",
+                                                        "params": {"id": task_id}})
+                    assert cancel.json()["result"]["status"]["state"] == "canceled"
+    assert events[-1]["result"]["final"] is True and events[-1]["result"]["status"]["state"] == "canceled"
+    again = await http.post(url, json={"jsonrpc": "2.0", "id": 3, "method": "tasks/cancel", "params": {"id": task_id}})
+    assert again.json()["error"]["code"] == -32002
+    got = await http.post(url, json={"jsonrpc": "2.0", "id": 4, "method": "tasks/get", "params": {"id": task_id}})
+    assert got.json()["result"]["status"]["state"] == "canceled"

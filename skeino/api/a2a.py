@@ -1,6 +1,6 @@
 """/a2a/{assistant_id}: each assistant as an Agent2Agent (A2A v0.3) agent, JSON-RPC 2.0 over HTTP.
 
-`message/send`, `message/stream` (SSE) and `tasks/get` on graphs whose input has `messages`.
+`message/send`, `message/stream` (SSE), `tasks/get` and `tasks/cancel` on graphs whose input has `messages`.
 A task is a run (its id `<context_id>:<run_id>`), a context is a thread, so a second message
 with the same contextId continues the conversation. Every failure is a JSON-RPC error object
 (HTTP 200), never a 500. The agent card is at /.well-known/agent-card.json?assistant_id=...
@@ -35,7 +35,7 @@ logger = logging.getLogger("skeino.a2a")
 router = APIRouter(tags=["a2a"])
 
 PARSE_ERROR, INVALID_REQUEST, METHOD_NOT_FOUND, INVALID_PARAMS, INTERNAL_ERROR = -32700, -32600, -32601, -32602, -32603
-TASK_NOT_FOUND, UNSUPPORTED_OPERATION, CONTENT_TYPE_NOT_SUPPORTED = -32001, -32004, -32005
+TASK_NOT_FOUND, TASK_NOT_CANCELABLE, UNSUPPORTED_OPERATION, CONTENT_TYPE_NOT_SUPPORTED = -32001, -32002, -32004, -32005
 _RUN_SCAN = 1000  # runs of a context scanned to find a task's latest run
 
 
@@ -162,22 +162,24 @@ class Turn:
                 graph_message["type"] = role_type
         self.run, _ = await rt.runs.create(self.context_id, body)
 
-    async def finish(self) -> tuple[Any, list[Any]]:
-        """Wait for the run: its values and the context's messages after it."""
+    async def finish(self) -> tuple[a2a.TaskStatus, list[a2a.Artifact], list[Any]]:
+        """Wait for the run: the task's status and artifacts, and the context's messages after it."""
         values = serde.to_jsonable(await self.rt.runs.wait_for(self.run))
+        final = await self.rt.runs.get(self.context_id, self.run["run_id"])
+        status, artifacts = shapes.outcome(values, final["status"], self.task_id, self.context_id,
+                                           self.assistant["assistant_id"])
         messages = values.get("messages") if isinstance(values, dict) else None
         if not isinstance(messages, list):
             thread_values = (await self.rt.threads.get(self.context_id)).get("values")
             messages = (thread_values or {}).get("messages") if isinstance(thread_values, dict) else None
-        return values, serde.to_jsonable(messages) if isinstance(messages, list) else []
+        return status, artifacts, serde.to_jsonable(messages) if isinstance(messages, list) else []
 
 
 async def _send(rt: Runtime, assistant_id: str, params: Any) -> a2a.Task:
     send = _params(a2a.MessageSendParams, params)
     turn = Turn(rt, await _assistant(rt, assistant_id), send)
     await turn.start()
-    values, messages = await turn.finish()
-    status, artifacts = shapes.outcome(values, turn.task_id, turn.context_id, turn.assistant["assistant_id"])
+    status, artifacts, messages = await turn.finish()
     length = send.configuration.history_length if send.configuration else None
     return a2a.Task(id=turn.task_id, context_id=turn.context_id, status=status, artifacts=artifacts or None,
                     history=shapes.history(messages, turn.context_id, turn.task_id, length=length)
@@ -229,8 +231,7 @@ async def _stream_events(rt: Runtime, assistant_id: str, params: Any) -> AsyncIt
                     task_id=task_id, context_id=context_id, final=False,
                     status=a2a.TaskStatus(state=a2a.TaskState.working, timestamp=shapes.now(),
                                           message=shapes.agent_message(so_far[key], task_id, context_id)))
-    values, _ = await turn.finish()
-    status, artifacts = shapes.outcome(values, task_id, context_id, turn.assistant["assistant_id"])
+    status, artifacts, _ = await turn.finish()
     for artifact in artifacts:
         yield a2a.TaskArtifactUpdateEvent(task_id=task_id, context_id=context_id, artifact=artifact,
                                           append=False, last_chunk=True)
@@ -253,14 +254,29 @@ def _stream(rt: Runtime, assistant_id: str, rpc_id: Any, params: Any) -> EventSo
     return EventSourceResponse(body(), ping=rt.settings.heartbeat_seconds)
 
 
+async def _cancel(rt: Runtime, assistant_id: str, params: Any) -> a2a.Task:
+    """Cancel the task's run and answer the task, now canceled."""
+    query = _params(a2a.TaskIdParams, params)
+    found = await _find_task(rt, query.id, await _assistant(rt, assistant_id))
+    if found is None:
+        raise RpcError(TASK_NOT_FOUND, f"Task not found: {query.id}")
+    if found.state in shapes.TERMINAL or found.state is a2a.TaskState.input_required:
+        raise RpcError(TASK_NOT_CANCELABLE, f"Task cannot be canceled: it is {found.state.value}")
+    try:
+        await rt.runs.cancel(found.run["thread_id"], found.run["run_id"], wait=True, action="interrupt")
+    except NotFound:
+        pass  # it finished meanwhile: the task below says how
+    return await _get(rt, assistant_id, {"id": query.id})
+
+
 # routes -----------------------------------------------------------------------------------
-_METHODS = {"message/send": _send, "tasks/get": _get}
+_METHODS = {"message/send": _send, "tasks/get": _get, "tasks/cancel": _cancel}
 
 
 @router.post("/a2a/{assistant_id}")
 @router.post("/a2a/{assistant_id}/", include_in_schema=False)
 async def a2a_endpoint(assistant_id: str, request: Request, rt: Runtime = Depends(runtime)) -> Response:
-    """One JSON-RPC 2.0 request: message/send, message/stream (answered as SSE) or tasks/get."""
+    """One JSON-RPC 2.0 request: message/send, message/stream (answered as SSE), tasks/get or tasks/cancel."""
     try:
         message = orjson.loads(await request.body())
     except orjson.JSONDecodeError:

@@ -165,9 +165,12 @@ def agent_message(text: str, task_id: str, context_id: str | None = None) -> a2a
                        message_id=str(uuid.uuid4()), task_id=task_id, context_id=context_id)
 
 
-def outcome(values: Any, task_id: str, context_id: str, assistant_id: str
+def outcome(values: Any, run_status: str, task_id: str, context_id: str, assistant_id: str
             ) -> tuple[a2a.TaskStatus, list[a2a.Artifact]]:
-    """A finished run's status and artifacts: failed, input-required (with the interrupts) or completed."""
+    """A finished run's status and artifacts: canceled, failed, input-required (with the interrupts) or completed."""
+    if run_status == "interrupted":  # cancelled before it finished: no answer to give
+        return a2a.TaskStatus(state=a2a.TaskState.canceled, timestamp=now(),
+                              message=agent_message("Task was canceled", task_id, context_id)), []
     if isinstance(values, dict) and values.get("__error__"):
         error = values["__error__"]
         kind = error.get("error") if isinstance(error, dict) else error
