@@ -187,3 +187,30 @@ def test_rate_limit_headers_and_429(tmp_path: Path) -> None:
         assert httpx.get(f"{srv.url}/ok").status_code == 200  # probes are never limited
     finally:
         srv.stop()
+
+
+async def test_protocol_websocket_goes_through_the_same_checks(keyed: Server) -> None:
+    """Keys, scopes, Host and Origin apply to the v2 WebSocket as to HTTP."""
+    from websockets.asyncio.client import connect
+    from websockets.exceptions import InvalidStatus
+
+    url = f"ws://127.0.0.1:{keyed.port}/threads/{uuid.uuid4()}/stream/events"
+    for headers in ({}, {"x-api-key": "wrong-key-" + "z" * 20}, {"x-api-key": ADMIN, "Host": "evil.example"},
+                    {"x-api-key": ADMIN, "Origin": "https://evil.example"}):
+        with pytest.raises(InvalidStatus):
+            async with connect(url, additional_headers=headers):
+                pass
+    start = {"id": 2, "method": "run.start", "params": {"assistant_id": "pipeline", "input": {}}}
+    async with connect(url, additional_headers={"x-api-key": READER}) as ws:
+        await ws.send(json.dumps({"id": 1, "method": "subscription.subscribe", "params": {"channels": ["values"]}}))
+        assert json.loads(await ws.recv())["type"] == "success"
+        await ws.send(json.dumps(start))
+        assert json.loads(await ws.recv())["error"] == "permission_denied"
+    async with connect(url, additional_headers={"Authorization": f"Bearer {RUNNER}"}) as ws:
+        await ws.send(json.dumps(start))
+        assert json.loads(await ws.recv())["type"] == "success"
+    # Over HTTP, stream/events is a read and commands a write of the runs family.
+    tid = uuid.uuid4()
+    refused = httpx.post(f"{keyed.url}/threads/{tid}/commands", json=start, headers={"x-api-key": READER})
+    assert refused.status_code == 403
+    assert any(e.get("action", "").startswith("WEBSOCKET") and e["outcome"] == "denied" for e in _audit(keyed))

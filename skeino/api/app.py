@@ -13,7 +13,7 @@ from fastapi.responses import JSONResponse, RedirectResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from skeino import __version__
-from skeino.api import a2a, assistants, crons, mcp, meta, openai, runs, store, studio, threads
+from skeino.api import a2a, assistants, crons, mcp, meta, openai, protocol, runs, store, studio, threads
 from skeino.api.deps import JSON
 from skeino.api.middleware import RequestLayer
 from skeino.api.security import SecurityLayer, cors_options, require_scope
@@ -81,9 +81,10 @@ def create_app(config: Config, registry: GraphRegistry | None = None, guard: Gua
     skip = {id(router) for key, router in disabled.items() if http.get(key)}
     if http.get("disable_runs"):
         skip.add(id(crons.router))  # crons are runs on a schedule
+        skip.add(id(protocol.router))  # protocol v2 starts and streams runs
     # Runs first: routes are matched in order and run creation is the hot path.
-    for router in (runs.router, crons.router, threads.router, assistants.router, meta.router, store.router,
-                   openai.router):
+    for router in (runs.router, crons.router, protocol.router, threads.router, assistants.router, meta.router,
+                   store.router, openai.router):
         if id(router) not in skip:
             app.include_router(router)
     if not http.get("disable_mcp"):

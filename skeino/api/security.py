@@ -10,10 +10,10 @@ from __future__ import annotations
 import inspect
 from typing import Any
 
-from fastapi import Request
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import HTTPConnection
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from skeino.auth.guard import Guard
@@ -73,6 +73,9 @@ class SecurityLayer:
         self.guard = guard
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "websocket":
+            await self._websocket(scope, receive, send)
+            return
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
@@ -138,6 +141,41 @@ class SecurityLayer:
         await self.app(scope, receive, send_with_headers)
 
 
+    async def _websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """The same Host, Origin and key checks as HTTP; a refused handshake is closed unanswered.
+
+        Browsers send no preflight for a WebSocket, so any foreign origin is refused
+        unless allowed, as for a simple cross-site POST.
+        """
+        guard = self.guard
+        headers = _headers(scope)
+        path = scope.get("path", "")
+        host, origin = headers.get(b"host"), headers.get(b"origin")
+        reason = None
+        key = None
+        if not guard.host_allowed(host):
+            reason = f"Host {host!r} is not served here"
+        elif guard.cross_site_refused("POST", origin, None, host):
+            reason = f"cross-site WebSocket from {origin}"
+        elif guard.authenticating:
+            key = guard.authenticate(_presented_key(headers))
+            if key is None:
+                reason = "no API key" if _presented_key(headers) is None else "unknown API key"
+        if reason is None and guard.limiter is not None:
+            client = scope.get("client")
+            if not guard.limiter.hit(f"key:{key.name}" if key else f"ip:{client[0] if client else 'unknown'}").allowed:
+                reason = "rate limit exceeded"
+        if reason is not None:
+            guard.audit.record(who=None, action=f"WEBSOCKET {path}", resource=path, outcome="denied",
+                               request_id=request_id.get(), reason=reason)
+            await send({"type": "websocket.close", "code": 1008, "reason": reason[:120]})
+            return
+        state = scope.setdefault("state", {})
+        state["api_key"] = key
+        state["identity"] = f"key:{key.name}" if key else None
+        await self.app(scope, receive, send)
+
+
 def _is_open(path: str, method: str, guard: Guard) -> bool:
     """Routes anyone may call: liveness, the Studio's static files, preflights, and docs when open."""
     return (method == "OPTIONS" or path in PUBLIC or path == "/" or path.startswith("/studio")
@@ -151,11 +189,11 @@ async def _refuse(scope: Scope, receive: Receive, send: Send, status: int, detai
     await response(scope, receive, send)
 
 
-async def require_scope(request: Request) -> None:
+async def require_scope(request: HTTPConnection) -> None:
     """App-wide dependency: the caller's key must carry the scope the matched route needs."""
     key = request.scope.get("state", {}).get("api_key")
-    if key is None:
-        return  # keys are off, or the route is open
+    if key is None or request.scope["type"] == "websocket":
+        return  # keys are off, or the route is open; a WebSocket checks per command
     route = request.scope.get("route")
     needed = required_scope(request.method, getattr(route, "path", request.url.path))
     if needed is None or key.allows(needed):

@@ -8,7 +8,10 @@ from functools import lru_cache
 PUBLIC = frozenset({"/ok", "/info", "/api/health", "/api/initial-message"})
 
 # POST routes that only read.
-_READ_POSTS = ("/search", "/count", "/history", "/namespaces", "/versions", "/state/checkpoint")
+_READ_POSTS = ("/search", "/count", "/history", "/namespaces", "/versions", "/state/checkpoint", "/stream/events")
+
+# Thread-level streams and the protocol-v2 commands: the runs family.
+_THREAD_STREAMS = ("/threads/{thread_id}/stream", "/threads/{thread_id}/stream/events", "/threads/{thread_id}/commands")
 
 
 @lru_cache(maxsize=512)
@@ -30,7 +33,7 @@ def required_scope(method: str, template: str) -> str | None:
         return "assistants:read"  # an A2A agent card describes an assistant
     elif template == "/mcp" or template.startswith("/a2a/"):
         return "runs:write"  # a tool call or an agent message starts a run
-    elif template.startswith("/runs") or "/runs" in template or template == "/threads/{thread_id}/stream":
+    elif template.startswith("/runs") or "/runs" in template or template in _THREAD_STREAMS:
         family = "runs"
     elif template.startswith("/threads"):
         family = "threads"

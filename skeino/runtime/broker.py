@@ -10,10 +10,12 @@ storage, which serves replays after the in-memory copy is gone (also after a res
 from __future__ import annotations
 
 import asyncio
+import weakref
 from dataclasses import dataclass, field
 from typing import Any, AsyncIterator
 
 from skeino import serde
+from skeino.runtime.threadlog import ThreadLog
 
 Event = tuple[int, str, bytes]  # (id, event name, JSON data)
 
@@ -33,6 +35,8 @@ class RunStream:
     result: Any = None
     status: str | None = None
     flushed: int = 0
+    # The thread's protocol-v2 log, which this run's executor also feeds.
+    protocol: ThreadLog | None = None
     # Created only while a subscriber waits, so a publish with nobody waiting is cheap.
     _waiter: asyncio.Future[None] | None = None
     _finished: asyncio.Event = field(default_factory=asyncio.Event)
@@ -99,14 +103,27 @@ class StreamBroker:
         self._streams: dict[str, RunStream] = {}
         self._thread_runs: dict[str, asyncio.Event] = {}
         self._expiry: dict[str, asyncio.TimerHandle] = {}
+        # Held by the runs that feed a log and the connections that read it.
+        self._thread_logs: weakref.WeakValueDictionary[str, ThreadLog] = weakref.WeakValueDictionary()
 
     def open(self, run_id: str, thread_id: str, resumable: bool) -> RunStream:
-        stream = RunStream(run_id, thread_id, resumable)
+        stream = RunStream(run_id, thread_id, resumable, protocol=self.thread_log(thread_id))
         self._streams[run_id] = stream
         return stream
 
     def get(self, run_id: str) -> RunStream | None:
         return self._streams.get(run_id)
+
+    def thread_log(self, thread_id: str) -> ThreadLog:
+        """The thread's protocol-v2 log (created on first use)."""
+        log = self._thread_logs.get(thread_id)
+        if log is None:
+            log = self._thread_logs[thread_id] = ThreadLog(thread_id)
+        return log
+
+    def thread_runs(self, thread_id: str) -> list[RunStream]:
+        """The thread's runs still kept in memory, oldest first."""
+        return [s for s in self._streams.values() if s.thread_id == thread_id]
 
     def thread_signal(self, thread_id: str) -> asyncio.Event:
         """An event set whenever a run starts on the thread (for thread-level followers)."""
@@ -136,7 +153,9 @@ class StreamBroker:
         self._expiry[stream.run_id] = loop.call_later(self._keep_seconds, self.drop, stream.run_id)
 
     def drop(self, run_id: str) -> None:
-        self._streams.pop(run_id, None)
+        stream = self._streams.pop(run_id, None)
+        if stream is not None and stream.protocol is not None:
+            stream.protocol.forget_run(run_id)
         handle = self._expiry.pop(run_id, None)
         if handle is not None:
             handle.cancel()

@@ -23,6 +23,7 @@ from skeino.runtime.metrics import Metrics
 from skeino.runtime.state import interrupt_dict, thread_interrupts
 from skeino.storage.base import Record, Storage, now_iso
 from skeino.streaming.modes import EVENTS, StreamMapper
+from skeino.streaming.protocol import FULL_MODES, ProtocolMapper
 
 logger = logging.getLogger("skeino.runs")
 
@@ -106,6 +107,10 @@ class RunExecutor:
         modes = kwargs["stream_mode"]
         subgraphs = bool(kwargs.get("subgraphs"))
         mapper = StreamMapper(modes, subgraphs)
+        # Every run feeds its thread's v2 log; one started through the v2 protocol asks
+        # LangGraph for every channel and for subgraphs, the others for what v1 asked.
+        protocol = ProtocolMapper(stream.protocol, run_id, graph_id) if stream.protocol is not None else None
+        full = bool(kwargs.get("protocol"))
         last_values: Any = None
         interrupts: list[Any] = []
         stopped_at_interrupt = False
@@ -117,11 +122,13 @@ class RunExecutor:
             self._metrics.run_started(run.get("run_at") or 0.0, run.get("created_at"))
 
         stream.publish("metadata", {"run_id": run_id, "attempt": kwargs.get("attempt", 1)})
+        if protocol is not None:
+            protocol.start()
         self._broker.run_started(thread_id)
         try:
             async with asyncio.timeout(self._timeout):
                 graph = await self._registry.get(graph_id, config, ephemeral=bool(kwargs.get("temporary")))
-                async for ns, mode, chunk in self._source(graph, kwargs, config, mapper, subgraphs):
+                async for ns, mode, chunk in self._source(graph, kwargs, config, mapper, subgraphs or full, full):
                     if not ns:
                         if mode == "values":
                             # LangGraph may fold `__interrupt__` into a values chunk; it is not
@@ -137,6 +144,8 @@ class RunExecutor:
                             interrupts.extend(chunk["__interrupt__"])
                     for event, data in mapper.map(ns, mode, chunk):
                         stream.publish(event, data)
+                    if protocol is not None:
+                        protocol.feed(ns, mode, chunk)
                     if stream.resumable:
                         await self._broker.flush(stream)
             status = "success"
@@ -157,6 +166,8 @@ class RunExecutor:
         except Exception:  # bookkeeping failed; never leave waiters hanging
             logger.exception("finishing run %s failed", run_id)
             result = None
+        if protocol is not None:  # after the run's end is recorded, so a follow-up run sees it
+            protocol.finish(status, str(failure) if failure is not None else None)
         await self._broker.finish(stream, status, result)
         if self._metrics is not None:
             self._metrics.run_finished(status, time.perf_counter() - started)
@@ -169,9 +180,12 @@ class RunExecutor:
         return status
 
     async def _source(self, graph: Any, kwargs: Record, config: dict[str, Any], mapper: StreamMapper,
-                      subgraphs: bool) -> AsyncIterator[tuple[tuple[str, ...], str, Any]]:
+                      subgraphs: bool, full: bool) -> AsyncIterator[tuple[tuple[str, ...], str, Any]]:
+        modes = mapper.langgraph_modes()
+        if full:
+            modes += [m for m in FULL_MODES if m not in modes]
         options: dict[str, Any] = {
-            "stream_mode": mapper.langgraph_modes(),
+            "stream_mode": modes,
             "subgraphs": subgraphs,
             "interrupt_before": kwargs.get("interrupt_before"),
             "interrupt_after": kwargs.get("interrupt_after"),

@@ -64,8 +64,12 @@ class RunService:
         self._webhooks = webhooks
 
     # creation -----------------------------------------------------------------------
-    async def create(self, thread_id: str | None, body: dict[str, Any]) -> tuple[Record, RunStream]:
-        """Validate, apply the multitask strategy, persist as pending and queue the run."""
+    async def create(self, thread_id: str | None, body: dict[str, Any], *,
+                     protocol: bool = False) -> tuple[Record, RunStream]:
+        """Validate, apply the multitask strategy, persist as pending and queue the run.
+
+        `protocol`: started through the v2 protocol, so it streams every v2 channel.
+        """
         self._refuse_unsupported(body)
         if body.get("command") is not None and not _is_empty_input(body.get("input")):
             raise Invalid("Cannot specify both 'input' and 'command': send the command with no input, or an empty one")
@@ -124,6 +128,7 @@ class RunService:
             "durability": durability,
             "on_disconnect": body.get("on_disconnect"),
             "on_completion": on_completion,
+            "protocol": protocol,
         }
         record = {
             "run_id": run_id, "thread_id": thread_id, "assistant_id": assistant["assistant_id"],
