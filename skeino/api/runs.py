@@ -41,13 +41,19 @@ def _body(body: RunCreate) -> dict[str, Any]:
     return data
 
 
+_LAST_EVENT_ID_MAX = 2**53
+
+
 def _parse_last_event_id(value: str | None) -> int:
     if value is None or value == "":
         return -1
     try:
-        return int(value)
+        seq = int(value)
     except ValueError:
         raise Invalid(f"Last-Event-ID {value!r} is not an event id of this server") from None
+    # Ids count a run's events from 0. One past any id a run can reach means "nothing
+    # more" (and keeps a 40-digit id inside the 64-bit range storage compares with).
+    return max(-1, min(seq, _LAST_EVENT_ID_MAX))
 
 
 def _join_modes(values: list[str] | None) -> list[str]:
