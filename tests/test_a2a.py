@@ -12,7 +12,12 @@ history as that task left it; message/stream sends, as `event: message` SSE, the
 ("You", "You ", "You said:", ...), an artifact-update (append false, lastChunk true) and a
 final `completed` status-update. Errors are JSON-RPC error objects with HTTP 200: unknown task
 -32001 "Task not found: <id>", unknown method -32601 "Method not found: <m>", bad JSON -32700
-"Invalid JSON payload" with id null. skeino answers the same, except where docs/a2a.md says.
+"Invalid JSON payload" with id null. With `chat_hitl` (tests/langgraph.json): the first message
+is an `input-required` task with an artifact "Interrupt" ("Agent requires input to continue",
+one data part {id, value}) and the user message as history; a message with that taskId resumes
+the graph in the same task, `completed` with the reply as artifact and both messages in history;
+tasks/cancel on the finished task is -32002. skeino answers the same (checked side by side,
+ids and timestamps aside), except where docs/a2a.md says.
 """
 
 from __future__ import annotations

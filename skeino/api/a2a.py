@@ -198,6 +198,8 @@ async def _get(rt: Runtime, assistant_id: str, params: Any) -> a2a.Task:
         status.message = shapes.agent_message("Task completed successfully", query.id)
     elif state is a2a.TaskState.failed:
         status.message = shapes.agent_message(f"Task failed with status: {run['status']}", query.id)
+    elif state is a2a.TaskState.canceled:
+        status.message = shapes.agent_message("Task was canceled", query.id)
     values = thread.get("values")
     messages = (values or {}).get("messages") if isinstance(values, dict) else None
     task = a2a.Task(id=query.id, context_id=context_id, status=status)
@@ -261,7 +263,7 @@ async def _cancel(rt: Runtime, assistant_id: str, params: Any) -> a2a.Task:
     if found is None:
         raise RpcError(TASK_NOT_FOUND, f"Task not found: {query.id}")
     if found.state in shapes.TERMINAL or found.state is a2a.TaskState.input_required:
-        raise RpcError(TASK_NOT_CANCELABLE, f"Task cannot be canceled: it is {found.state.value}")
+        raise RpcError(TASK_NOT_CANCELABLE, f"Task is not cancelable in its current state ({found.state.value})")
     try:
         await rt.runs.cancel(found.run["thread_id"], found.run["run_id"], wait=True, action="interrupt")
     except NotFound:
