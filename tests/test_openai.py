@@ -126,6 +126,37 @@ async def test_tool_call_deltas(oai: AsyncOpenAI) -> None:
     assert chunks[-1].choices[0].finish_reason == "stop"
 
 
+WEATHER_TOOL = {"type": "function", "function": {
+    "name": "get_weather", "description": "Get the weather in a city.",
+    "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}}
+
+
+async def test_a_graph_ending_on_tool_calls_hands_them_to_the_client(oai: AsyncOpenAI) -> None:
+    # `client_tools` binds the request's tools and stops after the model: the calls are the client's to run.
+    done = await oai.chat.completions.create(model="client_tools", messages=WEATHER, tools=[WEATHER_TOOL])
+    choice = done.choices[0]
+    assert choice.finish_reason == "tool_calls"
+    assert choice.message.content is None
+    (call,) = choice.message.tool_calls
+    assert (call.id, call.type, call.function.name) == ("call_weather_1", "function", "get_weather")
+    assert json.loads(call.function.arguments) == {"city": "Oslo"}
+
+    chunks = await collect(await oai.chat.completions.create(model="client_tools", messages=WEATHER,
+                                                             tools=[WEATHER_TOOL], stream=True))
+    assert chunks[-1].choices[0].finish_reason == "tool_calls"
+    assert [c.choices[0].finish_reason for c in chunks[:-1]] == [None] * (len(chunks) - 1)
+    calls = assembled_tool_calls(chunks)
+    assert calls == {0: {"id": "call_weather_1", "name": "get_weather", "arguments": call.function.arguments}}
+
+    # The client runs the tool and sends its result back: now the model answers and stops.
+    answered = await oai.chat.completions.create(model="client_tools", tools=[WEATHER_TOOL], messages=[
+        *WEATHER, choice.message.model_dump(exclude_none=True),
+        {"role": "tool", "tool_call_id": call.id, "content": "Rain, 9 degrees."}])
+    assert answered.choices[0].finish_reason == "stop"
+    assert answered.choices[0].message.content == "The tool answered: Rain, 9 degrees."
+    assert not answered.choices[0].message.tool_calls
+
+
 async def test_history_with_tool_calls_and_content_parts(oai: AsyncOpenAI) -> None:
     history = [
         {"role": "system", "content": [{"type": "text", "text": "Be brief."}]},

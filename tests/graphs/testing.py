@@ -8,8 +8,10 @@ from typing import Annotated, Any, TypedDict
 
 from langchain_core.runnables import RunnableConfig
 from langgraph.config import get_stream_writer
-from langgraph.graph import END, START, StateGraph
+from langgraph.graph import END, START, MessagesState, StateGraph
 from langgraph.types import Send, interrupt
+
+from fake_model import FakeChatModel
 
 
 class SlowState(TypedDict, total=False):
@@ -119,3 +121,17 @@ _probe.add_edge(START, "receive")
 _probe.add_edge("receive", "work")
 _probe.add_edge("work", END)
 retry_probe = _probe.compile()
+
+
+async def call_with_client_tools(state: MessagesState, config: RunnableConfig) -> dict[str, Any]:
+    # The OpenAI client's own tools: the graph hands the model's calls back to the client.
+    tools = config["configurable"].get("openai", {}).get("tools") or []
+    model = FakeChatModel().bind(tools=tools) if tools else FakeChatModel()
+    return {"messages": [await model.ainvoke(state["messages"], config)]}
+
+
+_client_tools = StateGraph(MessagesState)
+_client_tools.add_node("model", call_with_client_tools)
+_client_tools.add_edge(START, "model")
+_client_tools.add_edge("model", END)
+client_tools = _client_tools.compile()
