@@ -552,6 +552,39 @@ async def test_resumable_stream_survives_a_restart(tmp_path: Path) -> None:
         srv.stop()
 
 
+async def test_a_finished_runs_log_expires_after_stream_keep_seconds(tmp_path: Path) -> None:
+    srv = Server(db=tmp_path / "skeino.db", env={"SKEINO_STREAM_KEEP_SECONDS": "1"}).start()
+    try:
+        c = get_client(url=srv.url)
+        # A resumable run that has ended before the plain one below starts.
+        kept_tid = (await c.threads.create())["thread_id"]
+        kept = await c.runs.create(kept_tid, "counter", input={"count": 0}, stream_mode="updates",
+                                   stream_resumable=True)
+        first = await collect(c.runs.join_stream(kept_tid, kept["run_id"], last_event_id="-1"))
+        assert names(first) == ["metadata", "updates", "updates", "updates"]
+
+        tid = (await c.threads.create())["thread_id"]
+        plain = await c.runs.create(tid, "slow", input={"seconds": 2}, stream_mode="updates")
+        # Joined while it runs: every event from the first.
+        live = await collect(c.runs.join_stream(tid, plain["run_id"], last_event_id="-1"))
+        assert names(live) == ["metadata", "updates", "updates", "updates"]
+
+        async def expired() -> bool:
+            return await collect(c.runs.join_stream(tid, plain["run_id"], last_event_id="-1")) == []
+
+        # Well before the 10 s default: the setting is what counts.
+        await wait_until(expired, timeout=7, what="the log to expire")
+        assert (await c.runs.get(tid, plain["run_id"]))["status"] == "success"
+        assert await c.runs.join(tid, plain["run_id"]) == {"seconds": 2, "steps": ["before", "nap", "after"]}
+
+        # The resumable run's memory copy expired first; its log comes back from the database.
+        later = await collect(c.runs.join_stream(kept_tid, kept["run_id"], last_event_id="-1"))
+        assert [(p.event, p.data) for p in later] == [(p.event, p.data) for p in first]
+        await c.http.client.aclose()
+    finally:
+        srv.stop()
+
+
 # ---------------------------------------------------------------------------------------
 # the client going away
 # ---------------------------------------------------------------------------------------
@@ -655,6 +688,9 @@ async def test_leaving_a_joined_stream_with_cancel_on_disconnect(client: Any, se
 # ---------------------------------------------------------------------------------------
 async def test_thread_stream_follows_each_run(client: Any) -> None:
     thread_id = (await client.threads.create())["thread_id"]
+    # A run that holds the thread until the test replaces it: the follower is surely
+    # subscribed once it has seen this run start, and no later run can slip by before.
+    blocker = await client.runs.create(thread_id, "slow", input={"seconds": 60})
     seen: list[Any] = []
 
     async def follow() -> None:
@@ -663,20 +699,25 @@ async def test_thread_stream_follows_each_run(client: Any) -> None:
 
     follower = asyncio.create_task(follow())
     try:
-        await asyncio.sleep(0.3)  # subscribed before the runs start
-        first = await client.runs.create(thread_id, "counter", input={"count": 0}, stream_mode=["values", "updates"])
+        async def subscribed() -> bool:
+            return any(p.event == "metadata" and p.data.get("run_id") == blocker["run_id"] for p in seen)
+
+        await wait_until(subscribed, what="the follower to see the first run")
+        # rollback: the blocker and its checkpoints go, so `counter` starts on an empty thread.
+        first = await client.runs.create(thread_id, "counter", input={"count": 0}, stream_mode=["values", "updates"],
+                                         multitask_strategy="rollback")
         await client.runs.join(thread_id, first["run_id"])
         second = await client.runs.create(thread_id, "counter", input={"count": 10})
 
         async def both_seen() -> bool:
-            return sum(1 for p in seen if p.event == "values") >= 8
+            return sum(1 for p in seen if p.event == "values" and "count" in p.data) >= 8
 
         await wait_until(both_seen, what="both runs on the thread stream")
     finally:
         follower.cancel()
     runs = [p.data["run_id"] for p in seen if p.event == "metadata" and "attempt" in p.data]
-    assert runs == [first["run_id"], second["run_id"]]
-    values = [p.data["count"] for p in seen if p.event == "values"]
+    assert runs == [blocker["run_id"], first["run_id"], second["run_id"]]
+    values = [p.data["count"] for p in seen if p.event == "values" and "count" in p.data]
     assert values == [0, 1, 2, 3, 10, 11, 12, 13]
     assert [p.data for p in seen if p.event == "updates"] == [{"a": {"count": 1}}, {"b": {"count": 2}},
                                                               {"c": {"count": 3}}]
@@ -685,6 +726,8 @@ async def test_thread_stream_follows_each_run(client: Any) -> None:
 async def test_thread_stream_marks_run_ends_and_keeps_ids_increasing(server: Server) -> None:
     async with httpx.AsyncClient(base_url=server.url, timeout=30) as http:
         thread_id = (await http.post("/threads", json={})).json()["thread_id"]
+        blocker = (await http.post(f"/threads/{thread_id}/runs",
+                                   json={"assistant_id": "slow", "input": {"seconds": 60}})).json()
         text = ""
 
         async def follow() -> None:
@@ -693,20 +736,30 @@ async def test_thread_stream_marks_run_ends_and_keeps_ids_increasing(server: Ser
                 async for chunk in r.aiter_text():
                     text += chunk
 
+        def run_ends() -> int:
+            return text.count('"status":"run_done"')
+
+        async def subscribed() -> bool:
+            return blocker["run_id"] in text
+
+        async def all_ended() -> bool:
+            return run_ends() == 3
+
         follower = asyncio.create_task(follow())
         try:
-            await asyncio.sleep(0.3)
-            for count in (0, 10):
-                await http.post(f"/threads/{thread_id}/runs/wait", json={"assistant_id": "counter",
-                                                                          "input": {"count": count}})
-            await asyncio.sleep(0.3)
+            await wait_until(subscribed, what="the follower to see the first run")
+            for count, strategy in ((0, "rollback"), (10, "enqueue")):
+                await http.post(f"/threads/{thread_id}/runs/wait", json={
+                    "assistant_id": "counter", "input": {"count": count}, "multitask_strategy": strategy})
+            await wait_until(all_ended, what="three run ends on the thread stream")
         finally:
             follower.cancel()
     frames = events_of(parse_sse(text))
-    done = [f.data for f in frames if f.event == "metadata" and f.data.get("status") == "run_done"]
-    assert len(done) == 2
+    done = [f.data["run_id"] for f in frames if f.event == "metadata" and f.data.get("status") == "run_done"]
+    started = [f.data["run_id"] for f in frames if f.event == "metadata" and "attempt" in f.data]
+    assert done == started and len(done) == 3 and done[0] == blocker["run_id"]
     ids = [int(f.id) for f in frames]  # type: ignore[arg-type]
-    assert ids == sorted(set(ids))
+    assert ids == list(range(len(ids)))
 
 
 async def test_heartbeats_keep_an_idle_stream_alive(tmp_path: Path) -> None:
