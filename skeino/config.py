@@ -46,6 +46,12 @@ class GraphSpec:
     description: str | None = None
 
 
+def _positive(name: str, value: float) -> float:
+    if not value > 0:
+        raise ConfigError(f"environment variable {name} must be a positive number, not {value}")
+    return value
+
+
 def _flag(value: str) -> bool:
     return value.strip().lower() not in ("", "0", "false", "no", "off")
 
@@ -86,6 +92,8 @@ class Settings:
     webhook_allowed_hosts: tuple[str, ...] = ()
     # Shifts the cron scheduler's clock: lets tests reach a schedule's next tick without waiting.
     clock_offset_seconds: float = 0.0
+    # How long an Idempotency-Key is remembered after its request (a day, as payment APIs do).
+    idempotency_ttl_seconds: float = 24 * 3600.0
 
     @classmethod
     def from_env(cls, env: os._Environ[str] | dict[str, str] = os.environ) -> "Settings":
@@ -139,6 +147,8 @@ class Settings:
             ),
             clock_offset_seconds=num("SKEINO_CLOCK_OFFSET_SECONDS", float, 0.0),
             studio_url=env.get("SKEINO_STUDIO_URL") or None,
+            idempotency_ttl_seconds=_positive("SKEINO_IDEMPOTENCY_TTL_SECONDS",
+                                              num("SKEINO_IDEMPOTENCY_TTL_SECONDS", float, cls.idempotency_ttl_seconds)),
         )
 
 

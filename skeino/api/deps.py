@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Any, Awaitable, Callable
+from typing import Any, Awaitable, Callable, TypeVar
 
-from fastapi import Request
+from fastapi import Header, Request
 from fastapi.responses import Response
 
 from skeino import serde
 from skeino.runtime.core import Runtime
+from skeino.runtime.idempotency import check_key, fingerprint
+
+T = TypeVar("T")
 
 
 class JSON(Response):
@@ -36,3 +39,31 @@ async def paged(search: Callable[[dict[str, Any]], Awaitable[list[Any]]], body: 
         rows = rows[:body.limit]
         response.headers["X-Pagination-Next"] = str(body.offset + body.limit)
     return rows
+
+
+class Idempotent:
+    """Runs a creation at most once per Idempotency-Key (see runtime/idempotency.py)."""
+
+    def __init__(self, request: Request, key: str | None) -> None:
+        self._request = request
+        self._key = key
+
+    async def __call__(self, body: Any, create: Callable[[], Awaitable[T]]) -> T:
+        """`create()`'s result; with a key, the first result for the same route and body."""
+        if self._key is None:
+            return await create()
+        request = self._request
+        route = getattr(request.scope.get("route"), "path", request.url.path)
+        # Keys are per caller: the same key from two identities names two requests.
+        scope = request.scope.get("state", {}).get("identity") or ""
+        rt: Runtime = request.app.state.runtime
+        return await rt.idempotency.once(scope, check_key(self._key),
+                                         fingerprint(f"{request.method} {route}", dict(request.path_params), body),
+                                         create)
+
+
+async def idempotent(request: Request, idempotency_key: str | None = Header(
+        None, alias="Idempotency-Key",
+        description="Retrying with the same key and body answers the first request's object; "
+                    "nothing is created twice. The same key with another body is a 422.")) -> Idempotent:
+    return Idempotent(request, idempotency_key)

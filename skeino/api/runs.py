@@ -9,7 +9,7 @@ from typing import Any, Literal
 from fastapi import APIRouter, Depends, Header, Query, Request
 from fastapi.responses import Response
 
-from skeino.api.deps import JSON, runtime
+from skeino.api.deps import JSON, Idempotent, idempotent, runtime
 from skeino.api.inputs import INT_MAX, JsonRoute
 from skeino.errors import Invalid
 from skeino.runtime.broker import Event
@@ -103,9 +103,18 @@ def _stream_response(rt: Runtime, run: Record, *, after: int = -1, cancel_on_abo
     )
 
 
-async def _create_and_stream(rt: Runtime, thread_id: str | None, body: RunCreate) -> Response:
+async def _create(rt: Runtime, once: Idempotent, thread_id: str | None, body: RunCreate) -> Record:
+    """A new run, or with an Idempotency-Key already used for this body, the run that key created."""
     data = _body(body)
-    run, _ = await rt.runs.create(thread_id, data)
+
+    async def create() -> Record:
+        return (await rt.runs.create(thread_id, data))[0]
+
+    return await once(data, create)
+
+
+async def _create_and_stream(rt: Runtime, once: Idempotent, thread_id: str | None, body: RunCreate) -> Response:
+    run = await _create(rt, once, thread_id, body)
     # A resumable stream exists to outlive its connection, so by default it keeps the
     # run going when the client drops; any other stream cancels it.
     default = "continue" if body.stream_resumable else "cancel"
@@ -113,8 +122,9 @@ async def _create_and_stream(rt: Runtime, thread_id: str | None, body: RunCreate
     return _stream_response(rt, run, cancel_on_abort=cancel, headers=_run_headers(run, "stream"))
 
 
-async def _create_and_wait(rt: Runtime, request: Request, thread_id: str | None, body: RunCreate) -> Response:
-    run, _ = await rt.runs.create(thread_id, _body(body))
+async def _create_and_wait(rt: Runtime, once: Idempotent, request: Request, thread_id: str | None,
+                           body: RunCreate) -> Response:
+    run = await _create(rt, once, thread_id, body)
     waiter = asyncio.ensure_future(rt.runs.wait_for(run))
     if body.on_disconnect == "cancel":
         while not waiter.done():
@@ -127,19 +137,22 @@ async def _create_and_wait(rt: Runtime, request: Request, thread_id: str | None,
 
 # thread runs -------------------------------------------------------------------------
 @router.post("/threads/{thread_id}/runs")
-async def create_run(thread_id: str, body: RunCreate, rt: Runtime = Depends(runtime)) -> Response:
-    run, _ = await rt.runs.create(thread_id, _body(body))
+async def create_run(thread_id: str, body: RunCreate, rt: Runtime = Depends(runtime),
+                     once: Idempotent = Depends(idempotent)) -> Response:
+    run = await _create(rt, once, thread_id, body)
     return JSON(run, headers=_run_headers(run, "stream"))
 
 
 @router.post("/threads/{thread_id}/runs/stream")
-async def stream_run(thread_id: str, body: RunCreate, rt: Runtime = Depends(runtime)) -> Response:
-    return await _create_and_stream(rt, thread_id, body)
+async def stream_run(thread_id: str, body: RunCreate, rt: Runtime = Depends(runtime),
+                     once: Idempotent = Depends(idempotent)) -> Response:
+    return await _create_and_stream(rt, once, thread_id, body)
 
 
 @router.post("/threads/{thread_id}/runs/wait")
-async def wait_run(thread_id: str, body: RunCreate, request: Request, rt: Runtime = Depends(runtime)) -> Response:
-    return await _create_and_wait(rt, request, thread_id, body)
+async def wait_run(thread_id: str, body: RunCreate, request: Request, rt: Runtime = Depends(runtime),
+                   once: Idempotent = Depends(idempotent)) -> Response:
+    return await _create_and_wait(rt, once, request, thread_id, body)
 
 
 @router.get("/threads/{thread_id}/runs")
@@ -192,24 +205,33 @@ async def join_thread_stream(thread_id: str, stream_mode: list[str] | None = Que
 
 # stateless runs ------------------------------------------------------------------------
 @router.post("/runs")
-async def create_stateless_run(body: RunCreate, rt: Runtime = Depends(runtime)) -> Response:
-    run, _ = await rt.runs.create(None, _body(body))
+async def create_stateless_run(body: RunCreate, rt: Runtime = Depends(runtime),
+                               once: Idempotent = Depends(idempotent)) -> Response:
+    run = await _create(rt, once, None, body)
     return JSON(run, headers=_run_headers(run, "stream"))
 
 
 @router.post("/runs/stream")
-async def stream_stateless_run(body: RunCreate, rt: Runtime = Depends(runtime)) -> Response:
-    return await _create_and_stream(rt, None, body)
+async def stream_stateless_run(body: RunCreate, rt: Runtime = Depends(runtime),
+                               once: Idempotent = Depends(idempotent)) -> Response:
+    return await _create_and_stream(rt, once, None, body)
 
 
 @router.post("/runs/wait")
-async def wait_stateless_run(body: RunCreate, request: Request, rt: Runtime = Depends(runtime)) -> Response:
-    return await _create_and_wait(rt, request, None, body)
+async def wait_stateless_run(body: RunCreate, request: Request, rt: Runtime = Depends(runtime),
+                             once: Idempotent = Depends(idempotent)) -> Response:
+    return await _create_and_wait(rt, once, request, None, body)
 
 
 @router.post("/runs/batch")
-async def batch_runs(body: list[RunCreate], rt: Runtime = Depends(runtime)) -> Any:
-    return [(await rt.runs.create(None, _body(item)))[0] for item in body]
+async def batch_runs(body: list[RunCreate], rt: Runtime = Depends(runtime),
+                     once: Idempotent = Depends(idempotent)) -> Any:
+    items = [_body(item) for item in body]
+
+    async def create() -> list[Record]:
+        return [(await rt.runs.create(None, item))[0] for item in items]
+
+    return await once(items, create)
 
 
 @router.post("/runs/cancel", status_code=204)

@@ -7,7 +7,7 @@ from typing import Any
 from fastapi import APIRouter, Depends, Query
 from fastapi.responses import Response
 
-from skeino.api.deps import runtime
+from skeino.api.deps import Idempotent, idempotent, runtime
 from skeino.api.inputs import JsonRoute
 from skeino.errors import NotSupported
 from skeino.runtime.core import Runtime
@@ -23,8 +23,10 @@ def _project(state: dict[str, Any], select: list[Any] | None) -> dict[str, Any]:
 
 
 @router.post("")
-async def create_thread(body: ThreadCreate, rt: Runtime = Depends(runtime)) -> Any:
-    return await rt.threads.create(body.data())
+async def create_thread(body: ThreadCreate, rt: Runtime = Depends(runtime),
+                        once: Idempotent = Depends(idempotent)) -> Any:
+    data = body.data()
+    return await once(data, lambda: rt.threads.create(data))
 
 
 @router.post("/search")

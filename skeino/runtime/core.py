@@ -12,6 +12,7 @@ from skeino.runtime.assistants import AssistantService
 from skeino.runtime.broker import StreamBroker
 from skeino.runtime.crons import Clock, CronScheduler, CronService
 from skeino.runtime.executor import RunExecutor
+from skeino.runtime.idempotency import Idempotency
 from skeino.runtime.metrics import Metrics
 from skeino.runtime.queue import RunQueue
 from skeino.runtime.runs import RunService
@@ -40,6 +41,7 @@ class Runtime:
         self.webhooks = WebhookSender(WebhookPolicy.from_config(self.settings, config.webhooks), self.storage,
                                       config.webhooks, disabled=bool(config.http.get("disable_webhooks")))
         self.executor.on_run_end.append(self.webhooks.run_ended)
+        self.idempotency = Idempotency(self.storage, self.settings.idempotency_ttl_seconds)
         self.runs = RunService(self.storage, self.assistants, self.broker, self.queue, self.settings, self.webhooks)
         thread_ttl = config.checkpointer.get("ttl") or {}
         self.threads = ThreadService(self.storage, registry, self.runs, default_ttl=thread_ttl.get("default_ttl"))

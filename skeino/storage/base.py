@@ -185,6 +185,23 @@ class Storage(Protocol):
     async def crons_claimed(self) -> list[tuple[Record, str]]:
         """Crons still holding a claim (a crash came between claim and release), with the claimed run id."""
 
+    # Idempotency-Key claims -------------------------------------------------
+    # Times are seconds since the epoch. `scope` keeps callers' keys apart (their identity).
+    async def idempotency_claim(self, scope: str, key: str, fingerprint: str, *, now: float, expires_at: float,
+                                stale_before: float) -> Record | None:
+        """Claim (scope, key) for a request, or return the claim that already holds it.
+
+        In one transaction: claims that expired (`expires_at` <= now) go, and so does this
+        key's claim if it is still pending since before `stale_before` (its request died);
+        then, if no claim holds the key, a pending one is written and None is returned.
+        Otherwise `{fingerprint, response, claimed_at}` of the holder is returned; `response`
+        is None while the holder's request is still in progress.
+        """
+    async def idempotency_complete(self, scope: str, key: str, response: Any) -> None:
+        """Record the response (JSON, never None) of the request that holds the claim."""
+    async def idempotency_release(self, scope: str, key: str) -> None:
+        """Drop a pending claim whose request failed, so a retry may run it again."""
+
     # resumable stream logs --------------------------------------------------
     async def stream_append(self, run_id: str, events: Sequence[tuple[int, str, bytes]]) -> None: ...
     async def stream_read(self, run_id: str, after: int) -> list[tuple[int, str, bytes]]: ...

@@ -22,12 +22,13 @@ from skeino.storage.base import Record, SortOrder, iso_from_epoch, now_iso
 from skeino.storage.postgres.checkpoints import CheckpointTables
 from skeino.storage.postgres.common import DIALECT, Pooled, jsonb
 from skeino.storage.postgres.crons import CronTables
+from skeino.storage.postgres.idempotency import IdempotencyTables
 from skeino.storage.postgres.migrations import MIGRATION_LOCK, migrate
 from skeino.storage.postgres.runs import RunTables
 from skeino.storage.query import ASSISTANT_COLS, THREAD_COLS, VERSION_COLS, cols
 
 
-class PostgresStorage(RunTables, CronTables, CheckpointTables, Pooled):
+class PostgresStorage(RunTables, CronTables, CheckpointTables, IdempotencyTables, Pooled):
     """The shared backend for one or many replicas."""
 
     def __init__(self, url: str, *, store_config: dict[str, Any] | None = None,

@@ -112,6 +112,19 @@ MIGRATIONS: list[str] = [
         seen_at DOUBLE PRECISION NOT NULL
     );
     """,
+    # 2: Idempotency-Key claims (see Storage.idempotency_claim); times in seconds since the epoch
+    """
+    CREATE TABLE idempotency_keys (
+        scope TEXT NOT NULL,
+        key TEXT NOT NULL,
+        fingerprint TEXT NOT NULL,
+        response JSONB,
+        claimed_at DOUBLE PRECISION NOT NULL,
+        expires_at DOUBLE PRECISION NOT NULL,
+        PRIMARY KEY (scope, key)
+    );
+    CREATE INDEX idempotency_keys_expires ON idempotency_keys (expires_at);
+    """,
 ]
 
 

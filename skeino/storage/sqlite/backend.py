@@ -35,6 +35,7 @@ from skeino.storage.query import ASSISTANT_COLS, JSON_COLS, RUN_COLS, THREAD_COL
 from skeino.storage.sqlite.driver import setup_saver, sqlite_api
 from skeino.storage.sqlite.common import DIALECT, _dec, _enc, _threaded
 from skeino.storage.sqlite.crons import CronTables
+from skeino.storage.sqlite.idempotency import IdempotencyTables
 from skeino.storage.sqlite.migrations import migrate
 
 _ASSISTANT_COLS, _THREAD_COLS, _RUN_COLS, _JSON_COLS = ASSISTANT_COLS, THREAD_COLS, RUN_COLS, JSON_COLS
@@ -221,7 +222,7 @@ class ThreadedSqliteSaver(BaseCheckpointSaver[str]):
         self._db.call(self._saver.put_writes, config, writes, task_id, task_path)
 
 
-class SqliteStorage(CronTables):
+class SqliteStorage(CronTables, IdempotencyTables):
     """The embedded default backend."""
 
     def __init__(self, path: str | Path, *, store_config: dict[str, Any] | None = None,

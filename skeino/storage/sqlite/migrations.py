@@ -107,6 +107,19 @@ MIGRATIONS: list[str] = [
     ALTER TABLE runs ADD COLUMN owner TEXT;
     ALTER TABLE runs ADD COLUMN lease_until REAL;
     """,
+    # 5: Idempotency-Key claims (see Storage.idempotency_claim); times in seconds since the epoch
+    """
+    CREATE TABLE idempotency_keys (
+        scope TEXT NOT NULL,
+        key TEXT NOT NULL,
+        fingerprint TEXT NOT NULL,
+        response TEXT,
+        claimed_at REAL NOT NULL,
+        expires_at REAL NOT NULL,
+        PRIMARY KEY (scope, key)
+    );
+    CREATE INDEX idempotency_keys_expires ON idempotency_keys (expires_at);
+    """,
 ]
 
 
