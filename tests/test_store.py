@@ -100,3 +100,45 @@ async def test_get_with_a_malformed_namespace_is_422(client: Any, namespace: str
 async def test_an_endless_thread_ttl_is_422(client: Any) -> None:
     res = await raw(client, "POST", "/threads", json={"ttl": 1e300})
     assert res.status_code == 422 and "ttl" in res.text, res.text
+
+
+async def test_put_replaces_and_delete_removes_only_that_key(client: Any) -> None:
+    ns = ["replace", tag()]
+    await client.store.put_item(ns, "a", {"v": 1})
+    await client.store.put_item(ns, "b", {"v": 2})
+    first = await client.store.get_item(ns, "a")
+    await client.store.put_item(ns, "a", {"w": 3})
+    second = await client.store.get_item(ns, "a")
+    # A put replaces the whole value; the item keeps its creation time.
+    assert second["value"] == {"w": 3}
+    assert second["created_at"] == first["created_at"] and second["updated_at"] >= first["updated_at"]
+    await client.store.delete_item(ns, "a")
+    assert await client.store.get_item(ns, "a") is None
+    assert (await client.store.get_item(ns, "b"))["value"] == {"v": 2}
+    assert [i["key"] for i in (await client.store.search_items(ns))["items"]] == ["b"]
+    # Same key, other namespace: a different item.
+    await client.store.put_item([*ns, "inner"], "b", {"v": 4})
+    assert (await client.store.get_item(ns, "b"))["value"] == {"v": 2}
+
+
+async def test_namespaces_by_prefix_suffix_depth_and_page(client: Any) -> None:
+    root = tag()
+    for ns in (["a", "x"], ["a", "y"], ["b", "x"], ["a", "x", "deep"]):
+        await client.store.put_item([root, *ns], "k", {"n": 1})
+
+    async def listed(**kwargs: Any) -> list[list[str]]:
+        return sorted((await client.store.list_namespaces(**kwargs))["namespaces"])
+
+    everything = [[root, "a", "x"], [root, "a", "x", "deep"], [root, "a", "y"], [root, "b", "x"]]
+    assert await listed(prefix=[root]) == everything
+    assert await listed(prefix=[root, "a"]) == everything[:3]
+    assert await listed(prefix=[root], suffix=["x"]) == [[root, "a", "x"], [root, "b", "x"]]
+    assert await listed(prefix=[root, "*", "x"]) == [[root, "a", "x"], [root, "a", "x", "deep"], [root, "b", "x"]]
+    # Deeper namespaces are cut to max_depth and listed once.
+    assert await listed(prefix=[root], max_depth=2) == [[root, "a"], [root, "b"]]
+    pages = [(await client.store.list_namespaces(prefix=[root], limit=2, offset=o))["namespaces"] for o in (0, 2, 4)]
+    assert [len(p) for p in pages] == [2, 2, 0]
+    assert sorted(pages[0] + pages[1]) == everything
+    # A namespace whose only item was deleted is no longer listed.
+    await client.store.delete_item([root, "b", "x"], "k")
+    assert await listed(prefix=[root], suffix=["x"]) == [[root, "a", "x"]]
