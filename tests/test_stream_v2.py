@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import uuid
+from pathlib import Path
 from typing import Any, AsyncIterator
 
 import httpx
@@ -252,3 +254,72 @@ async def test_commands_answer_with_typed_errors(server: Server, no_server_error
         assert stream.status_code == 400 and "bogus" in stream.json()["detail"]
         assert (await http.post(f"/threads/{tid}/stream/events", json={"channels": ["values"], "since": -2})
                 ).status_code == 400
+
+
+# ---------------------------------------------------------------------------------------
+# the official server's frames (docs/captures) for the same graphs
+# ---------------------------------------------------------------------------------------
+CAPTURES = Path(__file__).parent.parent / "docs" / "captures"
+# The channels the official server fills; skeino adds updates, tools, tasks, checkpoints, custom.
+SHARED = ["lifecycle", "values", "messages", "input"]
+
+
+def _capture(name: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    text = (CAPTURES / name).read_text()
+    start = json.loads(re.search(r'"method": "run.start", "params": (\{.*\})\}\n', text).group(1))
+    body = text.split("# ---- raw SSE body ----\n", 1)[1]
+    return start, [json.loads(line[6:]) for line in body.splitlines() if line.startswith("data: ")]
+
+
+def _shape(events: list[dict[str, Any]]) -> list[tuple[Any, ...]]:
+    """What must agree: methods, namespaces (without task ids), lifecycle, message and input data.
+
+    A subgraph's `started` goes before its first event (the official server sends it after the
+    first one); values are compared whole when they hold no messages, whose encoding differs.
+    """
+    out: list[tuple[Any, ...]] = []
+    for e in events:
+        params = e["params"]
+        ns = tuple(s.split(":")[0] for s in params["namespace"])
+        data = params["data"]
+        if e["method"] == "values":
+            item: tuple[Any, ...] = ("values", ns, None if "messages" in data else data)
+        elif e["method"] == "input.requested":
+            item = ("input", ns, data["payload"])
+        elif e["method"] == "lifecycle":
+            item = ("lifecycle", ns, data["event"], data.get("graph_name"))
+        else:
+            item = ("messages", ns, {k: v for k, v in data.items() if k != "id"})
+        if item[:3] == ("lifecycle", ns, "started"):
+            first = next((i for i, o in enumerate(out) if o[1] == ns), len(out))
+            out.insert(first, item)
+        else:
+            out.append(item)
+    return out
+
+
+@pytest.mark.parametrize("name", ["v2-agent-tools.txt", "v2-pipeline-subgraph.txt", "v2-writer-custom.txt",
+                                  "v2-chat_hitl-interrupt.txt"])
+async def test_frames_follow_the_official_captures(server: Server, name: str) -> None:
+    start, reference = _capture(name)
+    tid = str(uuid.uuid4())
+    ends = sum(_root_end(e) for e in reference)
+    got: list[dict[str, Any]] = []
+    async with httpx.AsyncClient(base_url=server.url, timeout=30) as http:
+        async with http.stream("POST", f"/threads/{tid}/stream/events", json={"channels": SHARED}) as response:
+            lines = response.aiter_lines()
+            await http.post(f"/threads/{tid}/commands", json={"id": 1, "method": "run.start", "params": start})
+            async with asyncio.timeout(20):
+                async for line in lines:
+                    if not line.startswith("data: "):
+                        continue
+                    got.append(json.loads(line[6:]))
+                    if got[-1]["method"] == "input.requested":
+                        answer = {"namespace": [], "interrupt_id": got[-1]["params"]["data"]["interrupt_id"],
+                                  "response": "yes"}
+                        reply = await http.post(f"/threads/{tid}/commands",
+                                                json={"id": 2, "method": "input.respond", "params": answer})
+                        assert reply.json()["type"] == "success"
+                    if sum(_root_end(e) for e in got) == ends and got[-1]["method"] != "input.requested":
+                        break
+    assert _shape(got) == _shape(reference)
