@@ -162,6 +162,7 @@ async def test_protocol_errors_are_json_rpc_error_objects(server: Server, http: 
     file_part = {"kind": "file", "file": {"uri": "https://example.invalid/a.png"}}
     assert (await rpc("message/send", {"message": {**msg, "parts": [file_part]}}))["error"]["code"] == -32005
     assert (await rpc("tasks/get", {"id": "nope"}))["error"] == {"code": -32001, "message": "Task not found: nope"}
+    assert (await rpc("tasks/get", {"id": "nope", "historyLength": -1}))["error"]["code"] == -32602
     unknown = await http.post(f"{server.url}/a2a/{uuid.uuid4()}",
                               json={"jsonrpc": "2.0", "id": 1, "method": "message/send", "params": {"message": msg}})
     assert unknown.json()["error"]["code"] == -32602 and "not found" in unknown.json()["error"]["message"]

@@ -156,10 +156,8 @@ class Turn:
         if command is not None:
             body["command"] = command
         else:
-            role_type = "human" if message.role is a2a.Role.user else "ai"
-            body["input"] = shapes.graph_input(message.parts, message.message_id, self.task_id)
-            for graph_message in body["input"].get("messages", []):
-                graph_message["type"] = role_type
+            body["input"] = shapes.graph_input(message.parts, message.message_id, self.task_id,
+                                               "human" if message.role is a2a.Role.user else "ai")
         self.run, _ = await rt.runs.create(self.context_id, body)
 
     async def finish(self) -> tuple[a2a.TaskStatus, list[a2a.Artifact], list[Any]]:
@@ -175,12 +173,18 @@ class Turn:
         return status, artifacts, serde.to_jsonable(messages) if isinstance(messages, list) else []
 
 
+def _history_length(length: int | None) -> int | None:
+    if length is not None and length < 0:
+        raise RpcError(INVALID_PARAMS, "historyLength must be a non-negative integer")
+    return length
+
+
 async def _send(rt: Runtime, assistant_id: str, params: Any) -> a2a.Task:
     send = _params(a2a.MessageSendParams, params)
+    length = _history_length(send.configuration.history_length if send.configuration else None)
     turn = Turn(rt, await _assistant(rt, assistant_id), send)
     await turn.start()
     status, artifacts, messages = await turn.finish()
-    length = send.configuration.history_length if send.configuration else None
     return a2a.Task(id=turn.task_id, context_id=turn.context_id, status=status, artifacts=artifacts or None,
                     history=shapes.history(messages, turn.context_id, turn.task_id, length=length)
                     if length != 0 else None)
@@ -188,6 +192,7 @@ async def _send(rt: Runtime, assistant_id: str, params: Any) -> a2a.Task:
 
 async def _get(rt: Runtime, assistant_id: str, params: Any) -> a2a.Task:
     query = _params(a2a.TaskQueryParams, params)
+    _history_length(query.history_length)
     found = await _find_task(rt, query.id, await _assistant(rt, assistant_id))
     if found is None:
         raise RpcError(TASK_NOT_FOUND, f"Task not found: {query.id}")

@@ -61,8 +61,8 @@ def task_state(run_status: str, thread_interrupted: bool) -> a2a.TaskState:
     return _STATES.get(run_status, a2a.TaskState.submitted)
 
 
-def graph_input(parts: list[a2a.Part], message_id: str, task_id: str) -> Jsonable:
-    """Text parts become one human message (id = the A2A messageId); data parts are merged into the input."""
+def graph_input(parts: list[a2a.Part], message_id: str, task_id: str, message_type: str = "human") -> Jsonable:
+    """Text parts become one message (id = the A2A messageId); data parts are merged into the input."""
     texts: list[str] = []
     data: Jsonable = {}
     for part in parts:
@@ -75,7 +75,7 @@ def graph_input(parts: list[a2a.Part], message_id: str, task_id: str) -> Jsonabl
             raise PartsError("File parts are not supported: send text or data parts")
     graph: Jsonable = dict(data)
     if texts:
-        graph["messages"] = [{"type": "human", "content": "\n".join(texts), "id": message_id,
+        graph["messages"] = [{"type": message_type, "content": "\n".join(texts), "id": message_id,
                               "additional_kwargs": {"a2a": {"task_id": task_id}}}]
     return graph
 
