@@ -52,6 +52,12 @@ def _positive(name: str, value: float) -> float:
     return value
 
 
+def _not_negative(name: str, value: int) -> int:
+    if value < 0:
+        raise ConfigError(f"environment variable {name} must be 0 (no bound) or more, not {value}")
+    return value
+
+
 def _flag(value: str) -> bool:
     return value.strip().lower() not in ("", "0", "false", "no", "off")
 
@@ -70,6 +76,9 @@ class Settings:
     replica_id: str | None = None  # names this process in run leases; a random id when unset
     run_lease_seconds: float = 30.0  # a replica that stops renewing loses its runs this long after
     max_concurrent_runs: int = 2048
+    # Pending runs accepted before creation is refused (503 server-wide, 429 for one thread); 0: no bound.
+    max_queued_runs: int = 10_000
+    max_queued_runs_per_thread: int = 100
     run_timeout: float | None = None
     shutdown_grace: float = 10.0
     stream_keep_seconds: float = 10.0
@@ -128,6 +137,11 @@ class Settings:
             replica_id=env.get("SKEINO_REPLICA_ID") or None,
             run_lease_seconds=lease,
             max_concurrent_runs=num("SKEINO_MAX_CONCURRENT_RUNS", int, cls.max_concurrent_runs),
+            max_queued_runs=_not_negative("SKEINO_MAX_QUEUED_RUNS",
+                                          num("SKEINO_MAX_QUEUED_RUNS", int, cls.max_queued_runs)),
+            max_queued_runs_per_thread=_not_negative(
+                "SKEINO_MAX_QUEUED_RUNS_PER_THREAD",
+                num("SKEINO_MAX_QUEUED_RUNS_PER_THREAD", int, cls.max_queued_runs_per_thread)),
             run_timeout=num("SKEINO_RUN_TIMEOUT", float, None),
             shutdown_grace=num("SKEINO_SHUTDOWN_GRACE", float, cls.shutdown_grace),
             stream_keep_seconds=num("SKEINO_STREAM_KEEP_SECONDS", float, cls.stream_keep_seconds),

@@ -11,9 +11,10 @@ from typing import Any, Mapping, Sequence
 class SkeinoError(Exception):
     status_code = 500
 
-    def __init__(self, detail: str) -> None:
+    def __init__(self, detail: str, *, headers: Mapping[str, str] | None = None) -> None:
         super().__init__(detail)
         self.detail = detail
+        self.headers = dict(headers) if headers else None  # e.g. Retry-After, sent with the answer
 
 
 class NotFound(SkeinoError):
@@ -38,6 +39,12 @@ class NotSupported(SkeinoError):
     """A documented option skeino does not implement yet: refused, never silently ignored."""
 
     status_code = 501
+
+
+class TooManyRequests(SkeinoError):
+    """The caller must slow down (e.g. a thread with too many queued runs); Retry-After says when."""
+
+    status_code = 429
 
 
 class Unavailable(SkeinoError):

@@ -30,7 +30,7 @@ logger = logging.getLogger("skeino")
 def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(SkeinoError)
     async def domain_error(_: Request, exc: SkeinoError) -> JSONResponse:
-        return JSONResponse({"detail": exc.detail}, status_code=exc.status_code)
+        return JSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=exc.headers)
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(_: Request, exc: RequestValidationError) -> JSONResponse:

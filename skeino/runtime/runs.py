@@ -10,17 +10,20 @@ from typing import Any, AsyncIterator
 
 from skeino import serde
 from skeino.config import Settings
-from skeino.errors import Conflict, Invalid, NotFound, NotSupported
+from skeino.errors import Conflict, Invalid, NotFound, NotSupported, SkeinoError, TooManyRequests, Unavailable
 from skeino.runtime.assistants import AssistantService, is_uuid
 from skeino.runtime.broker import Event, RunStream, StreamBroker
 from skeino.runtime.compat import CONFIG_KEY_STRICT_RESUME, STRICT_RESUME
 from skeino.runtime.queue import RunQueue
 from skeino.runtime.threads import new_thread_record
 from skeino.runtime.webhooks import WebhookSender
-from skeino.storage.base import RUN_FINAL, RUN_INFLIGHT, Record, Storage, now_iso
+from skeino.storage.base import RUN_FINAL, RUN_INFLIGHT, QueueFull, QueueLimits, Record, Storage, now_iso
 from skeino.streaming.modes import normalize_modes
 
 logger = logging.getLogger("skeino.runs")
+
+# What a refused run creation tells the client to wait before trying again.
+QUEUE_RETRY_AFTER_SECONDS = 5
 
 BUSY_DETAIL = "Thread is already running a task. Wait for it to finish or choose a different multitask strategy."
 
@@ -53,6 +56,16 @@ def _settled_status(thread: Record) -> str:
     return "idle"
 
 
+def _queue_full(full: QueueFull) -> SkeinoError:
+    """503 when the server's queue is full (every caller should back off), 429 for one busy thread."""
+    headers = {"Retry-After": str(QUEUE_RETRY_AFTER_SECONDS)}
+    if full.scope == "thread":
+        return TooManyRequests(f"This thread already has {full.limit} queued runs "
+                               "(SKEINO_MAX_QUEUED_RUNS_PER_THREAD); retry once some have started", headers=headers)
+    return Unavailable(f"The server already has {full.limit} queued runs (SKEINO_MAX_QUEUED_RUNS); retry later",
+                       headers=headers)
+
+
 class RunService:
     def __init__(self, storage: Storage, assistants: AssistantService, broker: StreamBroker, queue: RunQueue,
                  settings: Settings, webhooks: WebhookSender) -> None:
@@ -61,6 +74,9 @@ class RunService:
         self._broker = broker
         self._queue = queue
         self._settings = settings
+        # 0 means no bound.
+        self._limits = QueueLimits(server=settings.max_queued_runs or None,
+                                   thread=settings.max_queued_runs_per_thread or None)
         self._webhooks = webhooks
 
     # creation -----------------------------------------------------------------------
@@ -139,10 +155,14 @@ class RunService:
         # Open the log before the run is visible to the worker so no subscriber misses an event.
         stream = self._broker.open(run_id, thread_id, kwargs["resumable"])
         try:
-            created = await self._storage.run_create(record, reject_if_busy=strategy == "reject", new_thread=new_thread)
+            created = await self._storage.run_create(record, reject_if_busy=strategy == "reject", new_thread=new_thread,
+                                                     limits=self._limits)
         except LookupError:
             self._broker.drop(run_id)
             raise NotFound(f"Thread with ID {thread_id} not found") from None
+        except QueueFull as full:
+            self._broker.drop(run_id)
+            raise _queue_full(full) from None
         if created is None:
             self._broker.drop(run_id)
             raise Conflict(BUSY_DETAIL)

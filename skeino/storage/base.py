@@ -11,6 +11,7 @@ are filtered by their own metadata, runs by their thread's. None means unrestric
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, Literal, Protocol, Sequence
 
@@ -21,6 +22,23 @@ from skeino.storage.access import AccessFilter
 
 Record = dict[str, Any]
 SortOrder = Literal["asc", "desc"]
+
+@dataclass(frozen=True)
+class QueueLimits:
+    """The most pending (queued, not yet running) runs allowed; None for no bound."""
+
+    server: int | None = None
+    thread: int | None = None
+
+
+class QueueFull(Exception):
+    """run_create refused a run: `scope` ("server" or "thread") already holds `limit` pending runs."""
+
+    def __init__(self, scope: Literal["server", "thread"], limit: int) -> None:
+        super().__init__(f"{scope} queue full ({limit} pending runs)")
+        self.scope = scope
+        self.limit = limit
+
 
 RUN_INFLIGHT = ("pending", "running")
 RUN_FINAL = ("success", "error", "timeout", "interrupted")
@@ -105,13 +123,16 @@ class Storage(Protocol):
 
     # runs -------------------------------------------------------------------
     async def run_create(self, record: Record, *, reject_if_busy: bool, new_thread: Record | None = None,
-                         access: AccessFilter | None = None) -> Record | None:
+                         access: AccessFilter | None = None, limits: QueueLimits | None = None) -> Record | None:
         """Insert a pending run and mark its thread busy, in one transaction.
 
         Returns None, having written nothing, when `reject_if_busy` and the thread
         already has a pending or running run. A missing thread is created from
         `new_thread` when given, else LookupError is raised and nothing is written;
-        an existing thread outside `access` raises LookupError too.
+        an existing thread outside `access` raises LookupError too. QueueFull is raised,
+        having written nothing, when the thread or the server already holds as many
+        pending runs as `limits` allows (the thread's bound is checked first; runs created
+        at the same moment on other threads may overshoot the server's by a few).
         """
     async def run_transition(self, run_id: str, from_status: str, to_status: str) -> bool:
         """Atomically move a run between statuses; False if it was not in `from_status`."""

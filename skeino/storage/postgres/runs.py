@@ -9,7 +9,7 @@ from psycopg import AsyncConnection
 
 from skeino.storage import query
 from skeino.storage.access import AccessFilter
-from skeino.storage.base import Record, now_iso
+from skeino.storage.base import QueueFull, QueueLimits, Record, now_iso
 from skeino.storage.postgres.common import DIALECT, jsonb
 from skeino.storage.query import RUN_COLS, THREAD_COLS, cols
 
@@ -24,7 +24,8 @@ class RunTables:
     """Runs, created and finished under their thread's row lock."""
 
     async def run_create(self: "PostgresStorage", record: Record, *, reject_if_busy: bool,
-                         new_thread: Record | None = None, access: AccessFilter | None = None) -> Record | None:
+                         new_thread: Record | None = None, access: AccessFilter | None = None,
+                         limits: QueueLimits | None = None) -> Record | None:
         async with self._tx() as conn:
             created = False
             if new_thread is not None:
@@ -38,10 +39,26 @@ class RunTables:
             if reject_if_busy and await self._one(
                     f"SELECT 1 FROM runs WHERE thread_id = %s AND {_INFLIGHT} LIMIT 1", (record["thread_id"],), conn):
                 return None
+            if limits is not None:
+                await self._check_queue(conn, record["thread_id"], limits)
             await self._exec(*query.insert(DIALECT, "runs", RUN_COLS, record), conn)
             await self._exec("UPDATE threads SET status = 'busy', updated_at = %s WHERE thread_id = %s",
                              (record["created_at"], record["thread_id"]), conn)
         return record
+
+    async def _check_queue(self: "PostgresStorage", conn: AsyncConnection, thread_id: str, limits: QueueLimits) -> None:
+        """Raise QueueFull when the thread or the server holds `limits` pending runs (see run_create)."""
+        if limits.thread is not None:
+            row = await self._one("SELECT COUNT(*) AS n FROM runs WHERE thread_id = %s AND status = 'pending'",
+                                  (thread_id,), conn)
+            if row is not None and row["n"] >= limits.thread:
+                raise QueueFull("thread", limits.thread)
+        if limits.server is not None:
+            # Counting stops at the bound: a long queue costs no more than a short one.
+            row = await self._one("SELECT COUNT(*) AS n FROM (SELECT 1 FROM runs WHERE status = 'pending' LIMIT %s) q",
+                                  (limits.server,), conn)
+            if row is not None and row["n"] >= limits.server:
+                raise QueueFull("server", limits.server)
 
     async def run_transition(self: "PostgresStorage", run_id: str, from_status: str, to_status: str) -> bool:
         return await self._exec("UPDATE runs SET status = %s, updated_at = %s WHERE run_id = %s AND status = %s",

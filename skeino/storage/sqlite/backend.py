@@ -30,7 +30,7 @@ from langgraph.store.sqlite.aio import AsyncSqliteStore
 
 from skeino.storage.access import AccessFilter, matches_json
 from skeino.storage import query
-from skeino.storage.base import Record, SortOrder, json_contains, iso_from_epoch, now_iso
+from skeino.storage.base import QueueFull, QueueLimits, Record, SortOrder, json_contains, iso_from_epoch, now_iso
 from skeino.storage.query import ASSISTANT_COLS, JSON_COLS, RUN_COLS, THREAD_COLS
 from skeino.storage.sqlite.driver import setup_saver, sqlite_api
 from skeino.storage.sqlite.common import DIALECT, _dec, _enc, _threaded
@@ -498,7 +498,7 @@ class SqliteStorage(CronTables, IdempotencyTables):
     # runs -------------------------------------------------------------------------
     @_threaded
     def run_create(self, record: Record, *, reject_if_busy: bool, new_thread: Record | None = None,
-                   access: AccessFilter | None = None) -> Record | None:
+                   access: AccessFilter | None = None, limits: QueueLimits | None = None) -> Record | None:
         with self._tx() as conn:
             existing = self._one("SELECT metadata FROM threads WHERE thread_id = ?", (record["thread_id"],))
             if existing is None:
@@ -513,6 +513,8 @@ class SqliteStorage(CronTables, IdempotencyTables):
                     (record["thread_id"],),
                 ):
                     return None
+            if limits is not None:
+                self._check_queue(record["thread_id"], limits)
             conn.execute(
                 f"INSERT INTO runs ({', '.join(_RUN_COLS)}) VALUES ({', '.join('?' * len(_RUN_COLS))})",
                 [(_enc(record.get(c)) if c in _JSON_COLS else record.get(c)) for c in _RUN_COLS],
@@ -522,6 +524,16 @@ class SqliteStorage(CronTables, IdempotencyTables):
                 (record["created_at"], record["thread_id"]),
             )
         return record
+
+    def _check_queue(self, thread_id: str, limits: QueueLimits) -> None:
+        """Raise QueueFull when the thread or the server holds `limits` pending runs (see run_create)."""
+        for scope, bound, sql, params in (
+            ("thread", limits.thread, "SELECT COUNT(*) FROM runs WHERE thread_id = ? AND status = 'pending'", [thread_id]),
+            # Counting stops at the bound: a long queue costs no more than a short one.
+            ("server", limits.server, "SELECT COUNT(*) FROM (SELECT 1 FROM runs WHERE status = 'pending' LIMIT ?)", []),
+        ):
+            if bound is not None and self._one(sql, [*params, bound] if scope == "server" else params)[0] >= bound:
+                raise QueueFull(scope, bound)  # type: ignore[arg-type]
 
     @_threaded
     def run_transition(self, run_id: str, from_status: str, to_status: str) -> bool:
