@@ -329,9 +329,11 @@ def load_config(path: str | os.PathLike[str], settings: Settings | None = None) 
     _check_store(store, path)
     _check_thread_ttl(checkpointer.get("ttl"), path)
     auth = raw.get("auth") or {}
-    if auth.get("path"):
-        # Custom auth is not implemented yet: refuse rather than serve unprotected routes.
-        raise ConfigError(f"{path}: 'auth.path' (custom auth) is not supported by this skeino version")
+    unsupported_auth = sorted(set(auth) - {"path", "disable_studio_auth"})
+    if unsupported_auth:
+        raise ConfigError(f"{path}: 'auth.{unsupported_auth[0]}' is not supported by this skeino version")
+    if "path" in auth and (not isinstance(auth["path"], str) or ":" not in auth["path"]):
+        raise ConfigError(f"{path}: 'auth.path' must name the Auth object, like './auth.py:auth'")
 
     return Config(
         config_path=path,

@@ -105,7 +105,9 @@ def test_missing_graph_file(graph_refusals: dict[str, subprocess.CompletedProces
     ('{"graphs": {"g": "no_colon_here"}}', ["'g'", "no_colon_here"]),
     ('{"graphs": {"g": "./g.py:graph"}, "dependencies": "./src"}', ["'dependencies'"]),
     ('{"graphs": {"g": "./g.py:graph"}, "http": []}', ["'http'"]),
-    ('{"graphs": {"g": "./g.py:graph"}, "auth": {"path": "./auth.py:auth"}}', ["auth.path", "not supported"]),
+    ('{"graphs": {"g": "./g.py:graph"}, "auth": {"path": "./auth.py:auth", "openapi": {}}}', ["auth.openapi", "not supported"]),
+    ('{"graphs": {"g": "./g.py:graph"}, "auth": {"path": "./auth.py"}}', ["auth.path", "./auth.py:auth"]),
+    ('{"graphs": {"g": "./g.py:graph"}, "auth": {"path": "./auth.py:auth"}}', ["auth.py", "not found"]),
 ])
 def test_invalid_config_values(tmp_path: Path, body: str, needles: list[str]) -> None:
     config = write(tmp_path / "langgraph.json", body)

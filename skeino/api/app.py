@@ -46,7 +46,7 @@ def create_app(config: Config, registry: GraphRegistry | None = None, guard: Gua
     """Build the app for a loaded config; graphs are imported and the access policy built here unless given."""
     registry = registry or GraphRegistry.load(config)
     guard = guard or Guard.from_config(config)
-    rt = Runtime(config, registry)
+    rt = Runtime(config, registry, custom_auth=guard.custom)
     # Protocol endpoints' own machinery (the MCP session manager), entered after the runtime starts.
     extensions: list[AsyncContextManager[None]] = []
 

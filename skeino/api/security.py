@@ -17,6 +17,8 @@ from starlette.requests import HTTPConnection
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from skeino.auth.guard import Guard
+from skeino.auth.user import caller
+from skeino.errors import SkeinoError
 from skeino.auth.scopes import PUBLIC, required_scope
 from skeino.config import Config
 from skeino.logs import request_id
@@ -98,7 +100,19 @@ class SecurityLayer:
 
         key = None
         identity = None
-        if guard.authenticating and not _is_open(path, method, guard):
+        ctx = None
+        if guard.custom is not None and not _is_open(path, method, guard):
+            try:
+                ctx = await guard.custom.authenticate(scope)
+            except SkeinoError as exc:  # the handler refused (its status), or returned no usable user (500)
+                guard.audit.record(who=None, action=f"{method} {path}", resource=path, outcome="denied",
+                                   request_id=request_id.get(), reason=f"authenticate: {exc.detail}")
+                refusal_headers = getattr(exc, "headers", None) or {}
+                await _refuse(scope, receive, send, exc.status_code, exc.detail,
+                              extra=[(k.lower().encode(), v.encode()) for k, v in refusal_headers.items()])
+                return
+            identity = f"user:{ctx.user.identity}"
+        elif guard.authenticating and not _is_open(path, method, guard):
             presented = _presented_key(headers)
             key = guard.authenticate(presented)
             if key is None:
@@ -138,7 +152,15 @@ class SecurityLayer:
                                        resource=path, outcome=str(message["status"]), request_id=request_id.get())
             await send(message)
 
-        await self.app(scope, receive, send_with_headers)
+        if ctx is None:
+            await self.app(scope, receive, send_with_headers)
+            return
+        # The services read the caller from here to run the authorization handlers.
+        token = caller.set(ctx)
+        try:
+            await self.app(scope, receive, send_with_headers)
+        finally:
+            caller.reset(token)
 
 
     async def _websocket(self, scope: Scope, receive: Receive, send: Send) -> None:

@@ -1,1 +1,1 @@
-"""Who is calling and what they may do: API keys and scopes, rate limits, the audit trail."""
+"""Who is calling and what they may do: custom auth, API keys and scopes, rate limits, the audit trail."""

@@ -7,9 +7,10 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from skeino.auth.audit import Audit
+from skeino.auth.custom import CustomAuth
 from skeino.auth.keys import ApiKey, KeyRing
 from skeino.auth.ratelimit import RateLimiter
-from skeino.config import Config
+from skeino.config import Config, ConfigError
 
 # The hosted Studio sends JSON as text/plain, i.e. without a preflight; it must keep working in dev.
 DEV_ORIGINS = ("https://smith.langchain.com", "https://eu.smith.langchain.com")
@@ -41,11 +42,17 @@ class Guard:
     allowed_hosts: frozenset[str]
     allowed_origins: frozenset[str]
     open_docs: bool
+    custom: CustomAuth | None = None  # langgraph.json auth.path
 
     @classmethod
     def from_config(cls, config: Config) -> "Guard":
         s = config.settings
         keys = KeyRing.from_settings(s.api_keys, s.api_keys_file)
+        custom = CustomAuth.load(config)
+        if custom is not None and keys:
+            # Two answers to "who is calling" would make every decision ambiguous.
+            raise ConfigError("custom auth (auth.path) and API keys (SKEINO_API_KEYS / SKEINO_API_KEYS_FILE) "
+                              "cannot be combined: custom auth decides who a caller is; remove one of them")
         cors = config.http.get("cors") or {}
         origins = {o for o in cors.get("allow_origins", []) if o != "*"}
         if s.dev:
@@ -60,12 +67,13 @@ class Guard:
             loopback_only=is_loopback_name(s.host),
             allowed_hosts=frozenset(s.allowed_hosts),
             allowed_origins=frozenset(origins),
-            open_docs=s.dev or s.public_docs or not keys,
+            open_docs=s.dev or s.public_docs or not (keys or custom),
+            custom=custom,
         )
 
     @property
     def authenticating(self) -> bool:
-        return bool(self.keys)
+        return bool(self.keys) or self.custom is not None
 
     def host_allowed(self, host_header: str | None) -> bool:
         if not self.loopback_only or host_header is None:

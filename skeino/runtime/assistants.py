@@ -6,6 +6,7 @@ import uuid
 from typing import Any
 
 from skeino import serde
+from skeino.auth.custom import Authorizer
 from skeino.errors import Conflict, Invalid, NotFound
 from skeino.graphs import GraphRegistry, default_assistant_id
 from skeino.runtime.graph_schemas import display_name, graph_schemas, named
@@ -21,9 +22,10 @@ def is_uuid(value: str) -> bool:
 
 
 class AssistantService:
-    def __init__(self, storage: Storage, registry: GraphRegistry) -> None:
+    def __init__(self, storage: Storage, registry: GraphRegistry, authz: Authorizer | None = None) -> None:
         self._storage = storage
         self._registry = registry
+        self._authz = authz or Authorizer(None)
         # Every run resolves its assistant; they change rarely and only through this
         # service, which drops an entry whenever it writes one (one process per database).
         self._cache: dict[str, Record] = {}
@@ -53,8 +55,16 @@ class AssistantService:
             return default_assistant_id(assistant_id)
         return assistant_id
 
-    async def get(self, assistant_id: str) -> Record:
+    async def get(self, assistant_id: str, action: str | None = "read") -> Record:
+        """The assistant, if the caller may take `action` on it; None as action is the server's own lookup."""
         resolved = self.resolve_id(assistant_id)
+        access = await self._authz("assistants", action, {"assistant_id": resolved}) if action else None
+        if access is not None:
+            # A filtered read goes to storage, which applies the filter; the cache is for unfiltered ones.
+            record = await self._storage.assistant_get(resolved, access=access) if is_uuid(resolved) else None
+            if record is None:
+                raise NotFound(f"Assistant with ID {assistant_id} not found")
+            return record
         record = self._cache.get(resolved)
         if record is None:
             record = await self._storage.assistant_get(resolved) if is_uuid(resolved) else None
@@ -68,7 +78,14 @@ class AssistantService:
         if assistant_id not in self._registry and not is_uuid(assistant_id):
             raise Invalid(f"Invalid assistant {assistant_id!r}: give an assistant UUID or one of the loaded graph ids: "
                           f"{', '.join(self._registry.ids())}")
-        return await self.get(assistant_id)
+        return await self.usable(assistant_id)
+
+    async def usable(self, assistant_id: str) -> Record:
+        """The assistant a run or cron uses: anyone may use the graphs' own, others only if readable."""
+        record = await self.get(assistant_id, action=None)
+        if record["metadata"].get("created_by") == "system":
+            return record
+        return await self.get(record["assistant_id"])
 
     def _check_graph(self, graph_id: str) -> None:
         if graph_id not in self._registry:
@@ -79,22 +96,31 @@ class AssistantService:
         assistant_id = body.get("assistant_id") or str(uuid.uuid4())
         if not is_uuid(assistant_id):
             raise Invalid("Invalid assistant ID: must be a UUID")
+        value = {"assistant_id": assistant_id, "graph_id": body["graph_id"], "config": body.get("config") or {},
+                 "context": body.get("context") or {}, "metadata": body.get("metadata") or {},
+                 "if_exists": body.get("if_exists") or "raise", "name": body.get("name") or "Untitled"}
+        access = await self._authz("assistants", "create", value)  # it may change the value (e.g. add an owner)
         now = now_iso()
         record = {
-            "assistant_id": assistant_id, "graph_id": body["graph_id"],
-            "config": body.get("config") or {}, "context": body.get("context") or {},
-            "metadata": body.get("metadata") or {}, "name": body.get("name") or "Untitled",
+            "assistant_id": assistant_id, "graph_id": value["graph_id"],
+            "config": value["config"] or {}, "context": value["context"] or {},
+            "metadata": value["metadata"] or {}, "name": value["name"] or "Untitled",
             "description": body.get("description"), "created_at": now, "updated_at": now,
         }
         created = await self._storage.assistant_create(record)
         if created is None:
             if body.get("if_exists") == "do_nothing":
-                return await self.get(assistant_id)
+                existing = await self._storage.assistant_get(assistant_id, access=access)
+                if existing is not None:
+                    return existing
             raise Conflict(f"Assistant with ID {assistant_id} already exists")
         return created
 
     async def patch(self, assistant_id: str, body: dict[str, Any]) -> Record:
-        current = await self.get(assistant_id)
+        value = {"assistant_id": self.resolve_id(assistant_id), **{k: body.get(k) for k in (
+            "graph_id", "config", "context", "metadata", "name", "version")}}
+        current = await self._get_for(assistant_id, "update", value)
+        body = {**body, **{k: v for k, v in value.items() if k != "assistant_id"}}
         changes: dict[str, Any] = {}
         if body.get("graph_id") is not None:
             self._check_graph(body["graph_id"])
@@ -110,21 +136,37 @@ class AssistantService:
             raise NotFound(f"Assistant with ID {assistant_id} not found")
         return updated
 
+    async def _get_for(self, assistant_id: str, action: str, value: dict[str, Any]) -> Record:
+        """The assistant if the caller's `action` handler (given `value`) lets them reach it."""
+        resolved = self.resolve_id(assistant_id)
+        access = await self._authz("assistants", action, value)
+        record = await self._storage.assistant_get(resolved, access=access) if is_uuid(resolved) else None
+        if record is None:
+            raise NotFound(f"Assistant with ID {assistant_id} not found")
+        return record
+
     async def delete(self, assistant_id: str) -> None:
-        record = await self.get(assistant_id)
+        record = await self._get_for(assistant_id, "delete", {"assistant_id": self.resolve_id(assistant_id)})
         await self._storage.assistant_delete(record["assistant_id"])
         self._cache.pop(record["assistant_id"], None)
 
+    async def _search_value(self, body: dict[str, Any]) -> tuple[dict[str, Any], Any]:
+        value = {"graph_id": body.get("graph_id"), "metadata": body.get("metadata"),
+                 "limit": body.get("limit", 10), "offset": body.get("offset", 0)}
+        return value, await self._authz("assistants", "search", value)
+
     async def search(self, body: dict[str, Any]) -> list[Record]:
+        value, access = await self._search_value(body)
         return await self._storage.assistant_search(
-            graph_id=body.get("graph_id"), name=body.get("name"), metadata=body.get("metadata"),
-            limit=body.get("limit", 10), offset=body.get("offset", 0),
-            sort_by=body.get("sort_by") or "created_at", sort_order=body.get("sort_order") or "desc",
+            graph_id=value["graph_id"], name=body.get("name"), metadata=value["metadata"],
+            limit=value["limit"], offset=value["offset"],
+            sort_by=body.get("sort_by") or "created_at", sort_order=body.get("sort_order") or "desc", access=access,
         )
 
     async def count(self, body: dict[str, Any]) -> int:
+        value, access = await self._search_value(body)
         return await self._storage.assistant_count(
-            graph_id=body.get("graph_id"), name=body.get("name"), metadata=body.get("metadata")
+            graph_id=value["graph_id"], name=body.get("name"), metadata=value["metadata"], access=access
         )
 
     async def versions(self, assistant_id: str, body: dict[str, Any]) -> list[Record]:
@@ -134,7 +176,8 @@ class AssistantService:
         )
 
     async def set_latest(self, assistant_id: str, version: int) -> Record:
-        record = await self.get(assistant_id)
+        record = await self._get_for(assistant_id, "update",
+                                     {"assistant_id": self.resolve_id(assistant_id), "version": version})
         updated = await self._storage.assistant_set_latest(record["assistant_id"], version)
         self._cache.pop(record["assistant_id"], None)
         if updated is None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 
+from skeino.auth.custom import Authorizer, CustomAuth
 from skeino.config import Config
 from skeino.errors import Unavailable
 from skeino.graphs import GraphRegistry
@@ -28,27 +29,32 @@ logger = logging.getLogger("skeino")
 class Runtime:
     """Everything below the routers. `start` opens it, `stop` winds it down."""
 
-    def __init__(self, config: Config, registry: GraphRegistry, storage: Storage | None = None) -> None:
+    def __init__(self, config: Config, registry: GraphRegistry, storage: Storage | None = None,
+                 custom_auth: CustomAuth | None = None) -> None:
         self.config = config
         self.settings = config.settings
         self.registry = registry
         self.storage: Storage = storage or create_storage(config)
+        # Custom auth's handlers, asked by every service for each action (a no-op without auth.path).
+        self.authz = Authorizer(custom_auth)
         self.broker = StreamBroker(self.storage, self.settings.stream_keep_seconds)
         self.metrics = Metrics(self.storage.run_counts) if self.settings.metrics else None
         self.executor = RunExecutor(self.storage, registry, self.broker, self.settings.run_timeout, self.metrics)
         self.queue = RunQueue(self.storage, self.executor, self.broker, self.settings.max_concurrent_runs)
-        self.assistants = AssistantService(self.storage, registry)
+        self.assistants = AssistantService(self.storage, registry, self.authz)
         self.webhooks = WebhookSender(WebhookPolicy.from_config(self.settings, config.webhooks), self.storage,
                                       config.webhooks, disabled=bool(config.http.get("disable_webhooks")))
         self.executor.on_run_end.append(self.webhooks.run_ended)
         self.idempotency = Idempotency(self.storage, self.settings.idempotency_ttl_seconds)
-        self.runs = RunService(self.storage, self.assistants, self.broker, self.queue, self.settings, self.webhooks)
+        self.runs = RunService(self.storage, self.assistants, self.broker, self.queue, self.settings, self.webhooks,
+                               self.authz)
         thread_ttl = config.checkpointer.get("ttl") or {}
-        self.threads = ThreadService(self.storage, registry, self.runs, default_ttl=thread_ttl.get("default_ttl"))
+        self.threads = ThreadService(self.storage, registry, self.runs, self.authz,
+                                     default_ttl=thread_ttl.get("default_ttl"))
         # Always running: a thread created with its own ttl expires even without checkpointer.ttl.
         self.thread_sweeper = ThreadSweeper(self.storage, self.threads, thread_ttl.get("sweep_interval_minutes"))
         self.crons = CronService(self.storage, self.assistants, self.runs, self.webhooks,
-                                 Clock(self.settings.clock_offset_seconds))
+                                 Clock(self.settings.clock_offset_seconds), self.authz)
         self.cron_scheduler = CronScheduler(self.storage, self.crons)
         self.store: StoreService  # bound to the storage's store once it is open
 
@@ -75,7 +81,7 @@ class Runtime:
     async def start(self) -> None:
         await self.storage.open()
         self.registry.bind(self.storage.checkpointer, self.storage.store)
-        self.store = StoreService(self.storage.store, indexed=bool(self.config.store.get("index")))
+        self.store = StoreService(self.storage.store, self.authz, indexed=bool(self.config.store.get("index")))
         await self.assistants.ensure_defaults()
         await self.cron_scheduler.recover_claims()
         await self.runs.recover()

@@ -11,6 +11,10 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from croniter import croniter
 
+from langgraph_sdk.auth.types import BaseAuthContext
+
+from skeino.auth.custom import Authorizer
+from skeino.auth.user import User, caller
 from skeino.errors import BadRequest, Invalid, NotFound, SkeinoError
 from skeino.runtime.assistants import AssistantService, is_uuid
 from skeino.runtime.runs import RunService
@@ -80,8 +84,9 @@ class CronService:
     """Create, read, change and fire crons; firing creates a run through the RunService."""
 
     def __init__(self, storage: Storage, assistants: AssistantService, runs: RunService, webhooks: WebhookSender,
-                 clock: Clock) -> None:
+                 clock: Clock, authz: Authorizer | None = None) -> None:
         self._storage = storage
+        self._authz = authz or Authorizer(None)
         self._assistants = assistants
         self._runs = runs
         self._webhooks = webhooks
@@ -93,17 +98,25 @@ class CronService:
         tz = check_timezone(body.get("timezone"))
         end_time = _end_time(body.get("end_time"))
         await self._webhooks.check(body.get("webhook"))
-        assistant = await self._assistants.get(body["assistant_id"])
-        if thread_id is not None and (not is_uuid(thread_id) or await self._storage.thread_get(thread_id) is None):
-            raise NotFound(f"Thread with ID {thread_id} not found")
+        assistant = await self._assistants.usable(body["assistant_id"])
+        if thread_id is not None:
+            thread_access = await self._authz("threads", "read", {"thread_id": thread_id}) if is_uuid(thread_id) else None
+            if not is_uuid(thread_id) or await self._storage.thread_get(thread_id, access=thread_access) is None:
+                raise NotFound(f"Thread with ID {thread_id} not found")
         cron_id = str(uuid.uuid4())
         payload = {**body, "assistant_id": assistant["assistant_id"]}
         payload["config"] = self._tag_config(payload.get("config"), cron_id)
+        ctx = caller.get()
+        # The crons.create handler may change the value in place (e.g. stamp an owner into metadata).
+        value = {"payload": payload, "schedule": body["schedule"], "cron_id": cron_id, "thread_id": thread_id,
+                 "user_id": ctx.user.identity if ctx is not None else None, "end_time": end_time,
+                 "metadata": dict(body.get("metadata") or {})}
+        await self._authz("crons", "create", value)
         now = now_iso()
         record = {
-            "cron_id": cron_id, "assistant_id": assistant["assistant_id"], "thread_id": thread_id, "user_id": None,
-            "schedule": body["schedule"], "timezone": tz, "end_time": end_time, "payload": payload,
-            "metadata": body.get("metadata") or {},
+            "cron_id": cron_id, "assistant_id": assistant["assistant_id"], "thread_id": thread_id,
+            "user_id": value["user_id"], "schedule": body["schedule"], "timezone": tz, "end_time": end_time,
+            "payload": value["payload"], "metadata": value["metadata"] or {},
             "on_run_completed": None if thread_id else (body.get("on_run_completed") or "delete"),
             "enabled": body.get("enabled", True),
             "next_run_date": _iso(next_run(body["schedule"], self.clock.now(), tz)),
@@ -120,10 +133,12 @@ class CronService:
         config["configurable"] = {**(config.get("configurable") or {}), "cron_id": cron_id}
         return config
 
-    async def get(self, cron_id: str) -> Record:
+    async def get(self, cron_id: str, action: str = "read", value: dict[str, Any] | None = None) -> Record:
+        """The cron, if the caller's crons `action` handler lets them reach it."""
         if not is_uuid(cron_id):
             raise Invalid("Invalid cron ID: must be a UUID")
-        cron = await self._storage.cron_get(cron_id)
+        access = await self._authz("crons", action, value or {"cron_id": cron_id})
+        cron = await self._storage.cron_get(cron_id, access=access)
         if cron is None:
             raise NotFound(f"Cron with ID {cron_id} not found")
         return cron
@@ -131,7 +146,7 @@ class CronService:
     async def patch(self, cron_id: str, body: dict[str, Any]) -> Record:
         if not body:
             raise BadRequest("Request body cannot be empty")
-        cron = await self.get(cron_id)
+        cron = await self.get(cron_id, "update", {"cron_id": cron_id, "payload": body, "schedule": body.get("schedule")})
         changes: Record = {}
         schedule = body.get("schedule") or cron["schedule"]
         if "schedule" in body:
@@ -163,7 +178,7 @@ class CronService:
         return updated
 
     async def delete(self, cron_id: str) -> None:
-        if not await self._storage.cron_delete((await self.get(cron_id))["cron_id"]):
+        if not await self._storage.cron_delete((await self.get(cron_id, "delete"))["cron_id"]):
             raise NotFound(f"Cron with ID {cron_id} not found")
 
     def _filters(self, body: dict[str, Any]) -> dict[str, Any]:
@@ -171,17 +186,24 @@ class CronService:
         return {"assistant_id": self._assistants.resolve_id(assistant_id) if assistant_id else None,
                 "thread_id": body.get("thread_id"), "metadata": body.get("metadata")}
 
+    async def _access(self, filters: dict[str, Any], body: dict[str, Any]) -> Any:
+        return await self._authz("crons", "search", {"assistant_id": filters["assistant_id"],
+                                                     "thread_id": filters["thread_id"],
+                                                     "limit": body.get("limit", 10), "offset": body.get("offset", 0)})
+
     async def search(self, body: dict[str, Any]) -> list[Record]:
+        filters = self._filters(body)
         rows = await self._storage.cron_search(
-            **self._filters(body), enabled=body.get("enabled"), limit=body.get("limit", 10),
+            **filters, enabled=body.get("enabled"), limit=body.get("limit", 10),
             offset=body.get("offset", 0), sort_by=body.get("sort_by") or "created_at",
-            sort_order=body.get("sort_order") or "desc",
+            sort_order=body.get("sort_order") or "desc", access=await self._access(filters, body),
         )
         select = body.get("select")
         return [{k: r.get(k) for k in select} for r in rows] if select else rows
 
     async def count(self, body: dict[str, Any]) -> int:
-        return await self._storage.cron_count(**self._filters(body))
+        filters = self._filters(body)
+        return await self._storage.cron_count(**filters, access=await self._access(filters, body))
 
     async def fire(self, cron: Record, run_id: str) -> None:
         """Start the run of one tick, as an ordinary run (its failure to start is logged, not raised)."""
@@ -191,6 +213,8 @@ class CronService:
         body["run_id"] = run_id
         if cron["thread_id"] is None:
             body["on_completion"] = cron["on_run_completed"] or "delete"
+        # The tick runs as the cron's owner, so the create_run handler and the graph see that user.
+        token = caller.set(BaseAuthContext(permissions=[], user=User(cron["user_id"])) if cron.get("user_id") else None)
         try:
             run, _ = await self._runs.create(cron["thread_id"], body)
         except SkeinoError as exc:
@@ -199,6 +223,8 @@ class CronService:
         except Exception:  # the tick is spent either way; a bug must not stop the scheduler or the start-up
             logger.exception("cron %s: run not started", cron["cron_id"])
             return
+        finally:
+            caller.reset(token)
         logger.info("cron %s started run %s on thread %s", cron["cron_id"], run_id, run["thread_id"])
 
 

@@ -16,6 +16,7 @@ from langgraph.version import __version__ as LANGGRAPH_VERSION
 
 from skeino import serde
 from skeino import logs
+from skeino.auth.user import caller, caller_from_run
 from skeino.graphs import GraphRegistry
 from skeino.runtime.broker import RunStream, StreamBroker
 from skeino.runtime.compat import is_unknown_interrupt
@@ -103,6 +104,13 @@ class RunExecutor:
         kwargs = run["kwargs"]
         config = dict(kwargs["config"])
         config["run_id"] = uuid.UUID(run_id)
+        run_caller = caller_from_run(config["configurable"])
+        if run_caller is not None:
+            # Graphs read the user as an object (user.identity, user["k"]), and LangGraph hands the same
+            # object to the runtime (runtime.server_info.user), as on the official server.
+            config["configurable"] = {**config["configurable"], "langgraph_auth_user": run_caller.user}
+        # The run acts for its own caller, never for whichever request started this worker task.
+        caller_token = caller.set(run_caller)
         graph_id = config["configurable"]["graph_id"]
         modes = kwargs["stream_mode"]
         subgraphs = bool(kwargs.get("subgraphs"))
@@ -177,6 +185,7 @@ class RunExecutor:
             # Stateless run: its throwaway thread goes once the result is handed over.
             self._registry.ephemeral_checkpointer.delete_thread(thread_id)
             await self._storage.thread_delete(thread_id)
+        caller.reset(caller_token)
         return status
 
     async def _source(self, graph: Any, kwargs: Record, config: dict[str, Any], mapper: StreamMapper,

@@ -9,6 +9,8 @@ import uuid
 from typing import Any, AsyncIterator
 
 from skeino import serde
+from skeino.auth.custom import Authorizer
+from skeino.auth.user import AUTH_CONFIG_KEYS, caller, run_configurable
 from skeino.config import Settings
 from skeino.errors import Conflict, Invalid, NotFound, NotSupported, SkeinoError, TooManyRequests, Unavailable
 from skeino.runtime.assistants import AssistantService, is_uuid
@@ -68,8 +70,9 @@ def _queue_full(full: QueueFull) -> SkeinoError:
 
 class RunService:
     def __init__(self, storage: Storage, assistants: AssistantService, broker: StreamBroker, queue: RunQueue,
-                 settings: Settings, webhooks: WebhookSender) -> None:
+                 settings: Settings, webhooks: WebhookSender, authz: Authorizer | None = None) -> None:
         self._storage = storage
+        self._authz = authz or Authorizer(None)
         self._assistants = assistants
         self._broker = broker
         self._queue = queue
@@ -82,7 +85,7 @@ class RunService:
     # creation -----------------------------------------------------------------------
     async def create(self, thread_id: str | None, body: dict[str, Any], *,
                      protocol: bool = False) -> tuple[Record, RunStream]:
-        """Validate, apply the multitask strategy, persist as pending and queue the run.
+        """Validate, authorize, apply the multitask strategy, persist as pending and queue the run.
 
         `protocol`: started through the v2 protocol, so it streams every v2 channel.
         """
@@ -97,23 +100,18 @@ class RunService:
             thread_id = str(uuid.uuid4())
         elif not is_uuid(thread_id):
             raise NotFound(f"Thread with ID {thread_id} not found")
-        # A missing thread is made in the run's own transaction when the caller allows it.
-        new_thread = new_thread_record(thread_id) if stateless or body.get("if_not_exists") == "create" else None
 
         strategy = body.get("multitask_strategy") or "enqueue"
-        if strategy in ("interrupt", "rollback"):
-            await self.cancel_thread_runs(thread_id, action=strategy)
-
         run_id = body.get("run_id") or str(uuid.uuid4())  # a cron names the run of its tick
         graph_id = assistant["graph_id"]
         config = _merge_config(assistant["config"], body.get("config"))
-        # As on the official server: the assistant's metadata (e.g. created_by) under the
-        # run's, then the ids; thread_id also reaches every checkpoint's metadata.
-        run_metadata = {**assistant["metadata"], **(body.get("metadata") or {}),
-                        "graph_id": graph_id, "assistant_id": assistant["assistant_id"]}
-        config["metadata"].update({**run_metadata, "thread_id": thread_id})
         configurable = config["configurable"]
-        configurable.update(run_id=run_id, thread_id=thread_id, graph_id=graph_id, assistant_id=assistant["assistant_id"])
+        # Who the run is for comes from authentication only, never from the request's config.
+        for key in AUTH_CONFIG_KEYS:
+            configurable.pop(key, None)
+        ctx = caller.get()
+        if ctx is not None:
+            configurable.update(run_configurable(ctx))
         checkpoint = body.get("checkpoint") or {}
         for key in ("checkpoint_id", "checkpoint_ns", "checkpoint_map"):
             if checkpoint.get(key) is not None:
@@ -125,14 +123,11 @@ class RunService:
         durability = body.get("durability")
         if durability is None and body.get("checkpoint_during") is not None:
             durability = "async" if body["checkpoint_during"] else "exit"
-        now = now_iso()
         kwargs = {
             "input": body.get("input"),
             "command": body.get("command"),
             "config": config,
-            # Without a context the run's configurable stands in for it, as on the official server.
-            "context": {**(assistant.get("context") or {}),
-                        **(body.get("context") or (body.get("config") or {}).get("configurable") or {})},
+            "context": {**(assistant.get("context") or {}), **(body.get("context") or {})},
             "stream_mode": normalize_modes(body.get("stream_mode")),
             "interrupt_before": body.get("interrupt_before"),
             "interrupt_after": body.get("interrupt_after"),
@@ -146,6 +141,35 @@ class RunService:
             "on_completion": on_completion,
             "protocol": protocol,
         }
+        # The threads.create_run handler sees the run as the official server shows it, and may change
+        # its metadata or kwargs in place; its filter is over the thread's metadata.
+        value = {"thread_id": None if stateless else thread_id, "assistant_id": assistant["assistant_id"],
+                 "run_id": run_id, "status": "pending", "metadata": dict(body.get("metadata") or {}),
+                 "prevent_insert_if_inflight": strategy == "reject", "multitask_strategy": strategy,
+                 "if_not_exists": body.get("if_not_exists") or "reject",
+                 "after_seconds": body.get("after_seconds") or 0, "kwargs": kwargs}
+        access = await self._authz("threads", "create_run", value)
+        kwargs = value["kwargs"]
+        config = kwargs["config"]
+        configurable = config.setdefault("configurable", {})
+        # As on the official server: the assistant's metadata (e.g. created_by) under the
+        # run's, then the ids; thread_id also reaches every checkpoint's metadata.
+        run_metadata = {**assistant["metadata"], **(value["metadata"] or {}),
+                        "graph_id": graph_id, "assistant_id": assistant["assistant_id"]}
+        config.setdefault("metadata", {}).update({**run_metadata, "thread_id": thread_id})
+        configurable.update(run_id=run_id, thread_id=thread_id, graph_id=graph_id, assistant_id=assistant["assistant_id"])
+
+        # A missing thread is made in the run's own transaction when the caller allows it; it
+        # carries the run's metadata (so an owner stamped by a handler is the thread's owner too).
+        new_thread = None
+        if stateless or body.get("if_not_exists") == "create":
+            new_thread = new_thread_record(thread_id, {"graph_id": graph_id, "assistant_id": assistant["assistant_id"],
+                                                       **(value["metadata"] or {})})
+        if strategy in ("interrupt", "rollback") and not stateless:
+            if access is None or await self._storage.thread_get(thread_id, access=access) is not None:
+                await self.cancel_thread_runs(thread_id, action=strategy)
+
+        now = now_iso()
         record = {
             "run_id": run_id, "thread_id": thread_id, "assistant_id": assistant["assistant_id"],
             "created_at": now, "updated_at": now, "status": "pending",
@@ -156,7 +180,7 @@ class RunService:
         stream = self._broker.open(run_id, thread_id, kwargs["resumable"])
         try:
             created = await self._storage.run_create(record, reject_if_busy=strategy == "reject", new_thread=new_thread,
-                                                     limits=self._limits)
+                                                     limits=self._limits, access=access)
         except LookupError:
             self._broker.drop(run_id)
             raise NotFound(f"Thread with ID {thread_id} not found") from None
@@ -178,19 +202,24 @@ class RunService:
             raise NotSupported("'strict_resume' needs a newer LangGraph than the one installed")
 
     # reading ------------------------------------------------------------------------
-    async def get(self, thread_id: str, run_id: str) -> Record:
-        run = await self._storage.run_get(run_id, thread_id) if is_uuid(run_id) and is_uuid(thread_id) else None
+    async def get(self, thread_id: str, run_id: str, action: str = "read", extra: Record | None = None) -> Record:
+        """The run, if the caller's threads `action` handler lets them reach its thread."""
+        if not (is_uuid(run_id) and is_uuid(thread_id)):
+            raise NotFound(f"Run with ID {run_id} not found")
+        access = await self._authz("threads", action, {"thread_id": thread_id, "run_id": run_id, **(extra or {})})
+        run = await self._storage.run_get(run_id, thread_id, access=access)
         if run is None:
             raise NotFound(f"Run with ID {run_id} not found")
         return run
 
     async def list(self, thread_id: str, *, limit: int, offset: int, status: str | None) -> list[Record]:
-        if not is_uuid(thread_id) or await self._storage.thread_get(thread_id) is None:
+        access = await self._authz("threads", "read", {"thread_id": thread_id}) if is_uuid(thread_id) else None
+        if not is_uuid(thread_id) or await self._storage.thread_get(thread_id, access=access) is None:
             raise NotFound(f"Thread with ID {thread_id} not found")
-        return await self._storage.run_list(thread_id, limit=limit, offset=offset, status=status)
+        return await self._storage.run_list(thread_id, limit=limit, offset=offset, status=status, access=access)
 
     async def delete(self, thread_id: str, run_id: str) -> None:
-        run = await self.get(thread_id, run_id)
+        run = await self.get(thread_id, run_id, "delete")
         if run["status"] not in RUN_FINAL:
             raise Conflict(f"Run {run_id} is {run['status']}; cancel it before deleting it")
         await self._storage.run_delete(run_id)
@@ -223,7 +252,7 @@ class RunService:
 
     # cancelling -------------------------------------------------------------------------
     async def cancel(self, thread_id: str, run_id: str, *, wait: bool, action: str) -> None:
-        run = await self.get(thread_id, run_id)
+        run = await self.get(thread_id, run_id, "update", {"action": action})
         if run["status"] in RUN_FINAL:
             # As on the official server: a finished run is not cancelled (404) and stays as it is.
             raise NotFound(f"Run {run_id} has already finished ({run['status']}); there is nothing to cancel")
@@ -266,15 +295,18 @@ class RunService:
 
     async def cancel_many(self, body: dict[str, Any]) -> None:
         action = body.get("action") or "interrupt"
+        access = await self._authz("threads", "update", {"thread_id": body.get("thread_id"), "action": action})
         if body.get("run_ids"):
-            runs = await self._storage.runs_by_ids(body["run_ids"])
+            runs = await self._storage.runs_by_ids(body["run_ids"], access=access)
             if body.get("thread_id"):
                 runs = [r for r in runs if r["thread_id"] == body["thread_id"]]
         elif body.get("thread_id"):
-            runs = await self._storage.runs_inflight(body["thread_id"])
+            thread_id = body["thread_id"]
+            visible = access is None or (is_uuid(thread_id) and await self._storage.thread_get(thread_id, access=access))
+            runs = await self._storage.runs_inflight(thread_id) if visible else []
         elif body.get("status"):
             statuses = ["pending", "running"] if body["status"] == "all" else [body["status"]]
-            runs = await self._storage.runs_with_status(statuses)
+            runs = await self._storage.runs_with_status(statuses, access=access)
         else:
             raise Invalid("give 'run_ids', 'thread_id' or 'status'")
         cancelable = [run for run in runs if run["status"] in RUN_INFLIGHT]

@@ -9,6 +9,7 @@ from typing import Any, Sequence
 
 from langgraph.store.base import BaseStore, Item
 
+from skeino.auth.custom import Authorizer
 from skeino.errors import Invalid, NotSupported
 from skeino.runtime.ttl import check_ttl_minutes
 
@@ -75,9 +76,27 @@ def check_filter(filter: dict[str, Any] | None, path: str = "") -> dict[str, Any
     return flat
 
 
+def _and(existing: dict[str, Any] | None, extra: dict[str, Any]) -> dict[str, Any] | None:
+    """Both filters on an item's value; None when no item can satisfy both (one key, two values)."""
+    merged = dict(existing or {})
+    for key, value in extra.items():
+        if key in merged and merged[key] != value:
+            return None
+        merged[key] = value
+    return merged
+
+
 class StoreService:
-    def __init__(self, store: BaseStore, *, indexed: bool = False) -> None:
+    """The /store routes: each action passes the store handler (resource "store"), as on the official server.
+
+    The handler may refuse, rewrite the value in place (namespace, key, …), and for a search
+    return a filter over item values that the store's own query applies with the caller's.
+    Namespaces are checked again after it ran, as the official server does.
+    """
+
+    def __init__(self, store: BaseStore, authz: Authorizer | None = None, *, indexed: bool = False) -> None:
         self._store = store
+        self._authz = authz or Authorizer(None)
         self._indexed = indexed  # langgraph.json configures store.index (semantic search)
         self._told_unranked = False
 
@@ -87,17 +106,25 @@ class StoreService:
             ttl = check_ttl_minutes(ttl, "'ttl'")
         if index and not self._indexed:
             raise NotSupported("store 'index' (semantic search) is not configured on this server")
-        await self._store.aput(ns, key, value, index=index, ttl=ttl)
+        action = {"namespace": ns, "key": key, "value": value, "index": index, "ttl": ttl}
+        await self._authz.store("put", action)
+        await self._store.aput(check_namespace(action["namespace"], "namespace"), action["key"], action["value"],
+                               index=action["index"], ttl=action["ttl"])
 
     async def get(self, namespace: str | None, key: str, *, refresh_ttl: bool | None) -> dict[str, Any] | None:
         """The item, or None when there is none (the official server answers null, not 404)."""
         ns = check_namespace((namespace or "").split("."), "namespace")
-        item = await self._store.aget(ns, key, refresh_ttl=refresh_ttl)
+        action = {"namespace": ns, "key": key, "refresh_ttl": refresh_ttl}
+        await self._authz.store("get", action)
+        item = await self._store.aget(check_namespace(action["namespace"], "namespace"), action["key"],
+                                      refresh_ttl=action["refresh_ttl"])
         return _item(item) if item is not None else None
 
     async def delete(self, namespace: list[str], key: str) -> None:
         """Delete the item; deleting one that is not there is not an error."""
-        await self._store.adelete(check_namespace(namespace, "namespace"), key)
+        action = {"namespace": check_namespace(namespace, "namespace"), "key": key}
+        await self._authz.store("delete", action)
+        await self._store.adelete(check_namespace(action["namespace"], "namespace"), action["key"])
 
     async def search(self, namespace_prefix: list[str], *, filter: dict[str, Any] | None, limit: int, offset: int,
                      query: str | None, refresh_ttl: bool | None) -> list[dict[str, Any]]:
@@ -109,15 +136,28 @@ class StoreService:
                 self._told_unranked = True
                 logger.info("store search with 'query' on a server without store.index: items are listed unranked")
             query = None
-        items = await self._store.asearch(prefix, filter=filter, limit=limit, offset=offset,
-                                          query=query, refresh_ttl=refresh_ttl)
+        action = {"namespace": prefix, "filter": filter, "limit": limit, "offset": offset, "query": query,
+                  "refresh_ttl": refresh_ttl}
+        extra = await self._authz.store("search", action)
+        wanted = action["filter"]
+        if extra:
+            wanted = _and(wanted, check_filter(extra))
+            if wanted is None:
+                return []
+        items = await self._store.asearch(check_namespace(action["namespace"], "namespace_prefix", allow_empty=True),
+                                          filter=wanted, limit=action["limit"], offset=action["offset"],
+                                          query=action["query"], refresh_ttl=action["refresh_ttl"])
         return [_item(i) for i in items]
 
     async def namespaces(self, *, prefix: list[str] | None, suffix: list[str] | None, max_depth: int | None,
                          limit: int, offset: int) -> list[list[str]]:
+        action = {"namespace": check_namespace(prefix, "prefix") if prefix else None,
+                  "suffix": check_namespace(suffix, "suffix") if suffix else None,
+                  "max_depth": max_depth, "limit": limit, "offset": offset}
+        await self._authz.store("list_namespaces", action)
         found = await self._store.alist_namespaces(
-            prefix=check_namespace(prefix, "prefix") if prefix else None,
-            suffix=check_namespace(suffix, "suffix") if suffix else None,
-            max_depth=max_depth, limit=limit, offset=offset,
+            prefix=check_namespace(action["namespace"], "prefix") if action["namespace"] else None,
+            suffix=check_namespace(action["suffix"], "suffix") if action["suffix"] else None,
+            max_depth=action["max_depth"], limit=action["limit"], offset=action["offset"],
         )
         return [list(ns) for ns in found]

@@ -8,11 +8,13 @@ from typing import TYPE_CHECKING, Any
 from langgraph.errors import InvalidUpdateError
 
 from skeino import serde
+from skeino.auth.custom import Authorizer
 from skeino.errors import BadRequest, Conflict, Invalid, NotFound
 from skeino.graphs import GraphRegistry
 from skeino.runtime.assistants import is_uuid
 from skeino.runtime.state import empty_state, snapshot_to_state, thread_interrupts
 from skeino.runtime.ttl import thread_ttl_minutes
+from skeino.storage.access import AccessFilter
 from skeino.storage.base import Record, Storage, now_iso
 
 if TYPE_CHECKING:
@@ -44,9 +46,10 @@ def checkpoint_config(thread_id: str, checkpoint: Record | None = None, checkpoi
 
 
 class ThreadService:
-    def __init__(self, storage: Storage, registry: GraphRegistry, runs: "RunService",
+    def __init__(self, storage: Storage, registry: GraphRegistry, runs: "RunService", authz: Authorizer | None = None,
                  default_ttl: float | None = None) -> None:
         self._storage = storage
+        self._authz = authz or Authorizer(None)
         self._registry = registry
         self._runs = runs
         self._default_ttl = default_ttl  # minutes, langgraph.json checkpointer.ttl.default_ttl
@@ -56,11 +59,16 @@ class ThreadService:
         if not is_uuid(thread_id):
             raise Invalid("Invalid thread ID: must be a UUID")
         ttl = thread_ttl_minutes(body["ttl"]) if body.get("ttl") is not None else self._default_ttl
-        record = new_thread_record(thread_id, body.get("metadata"))
+        value = {"thread_id": thread_id, "metadata": body.get("metadata") or {},
+                 "if_exists": body.get("if_exists") or "raise", "ttl": body.get("ttl")}
+        access = await self._authz("threads", "create", value)  # it may change the value (e.g. add an owner)
+        record = new_thread_record(thread_id, value["metadata"])
         created = await self._storage.thread_create(record)
         if created is None:
             if body.get("if_exists") == "do_nothing":
-                return await self.get(thread_id)
+                existing = await self._storage.thread_get(thread_id, access=access)
+                if existing is not None:
+                    return existing
             raise Conflict(f"Thread with ID {thread_id} already exists")
         if ttl is not None:
             await self._storage.thread_ttl_set(thread_id, strategy="delete", ttl_minutes=ttl)
@@ -90,16 +98,19 @@ class ThreadService:
             raise BadRequest(f"cannot apply supersteps: {exc}") from None
         await self._refresh(thread["thread_id"], graph)
 
-    async def get(self, thread_id: str) -> Record:
-        record = await self._storage.thread_get(thread_id) if is_uuid(thread_id) else None
+    async def get(self, thread_id: str, action: str = "read", value: dict[str, Any] | None = None) -> Record:
+        """The thread, if the caller's `action` handler lets them reach it (the filter applies in storage)."""
+        access = await self._authz("threads", action, value or {"thread_id": thread_id}) if is_uuid(thread_id) else None
+        record = await self._storage.thread_get(thread_id, access=access) if is_uuid(thread_id) else None
         if record is None:
             raise NotFound(f"Thread with ID {thread_id} not found")
         return record
 
     async def patch(self, thread_id: str, body: dict[str, Any]) -> Record:
-        await self.get(thread_id)
+        value = {"thread_id": thread_id, "metadata": body.get("metadata") or {}}
+        await self.get(thread_id, "update", value)
         ttl = thread_ttl_minutes(body["ttl"]) if body.get("ttl") is not None else None
-        updated = await self._storage.thread_update(thread_id, {}, merge_metadata=body.get("metadata") or {})
+        updated = await self._storage.thread_update(thread_id, {}, merge_metadata=value["metadata"] or {})
         if updated is None:
             raise NotFound(f"Thread with ID {thread_id} not found")
         if ttl is not None:
@@ -112,17 +123,21 @@ class ThreadService:
         return await self._storage.thread_ttl_get(thread_id)
 
     async def delete(self, thread_id: str) -> None:
-        await self.get(thread_id)
+        await self.get(thread_id, "delete")
         await self._runs.cancel_thread_runs(thread_id, action="interrupt")
         await self._storage.thread_delete(thread_id)
 
     async def delete_for_assistant(self, assistant_id: str) -> int:
         """Delete every thread an assistant ran on (its metadata names it), with runs and checkpoints."""
         deleted = 0
+        metadata = {"assistant_id": assistant_id}
+        # Only the threads the caller may see: another user's threads of the assistant stay.
+        access = await self._authz("threads", "search", {"metadata": metadata, "values": None, "status": None,
+                                                          "limit": 100, "offset": 0})
         while True:
             batch = await self._storage.thread_search(
-                ids=None, metadata={"assistant_id": assistant_id}, values=None, status=None,
-                limit=100, offset=0, sort_by="created_at", sort_order="asc",
+                ids=None, metadata=metadata, values=None, status=None,
+                limit=100, offset=0, sort_by="created_at", sort_order="asc", access=access,
             )
             if not batch:
                 return deleted
@@ -130,11 +145,17 @@ class ThreadService:
                 await self.delete(thread["thread_id"])
                 deleted += 1
 
+    async def _search_value(self, body: dict[str, Any]) -> tuple[dict[str, Any], AccessFilter | None]:
+        value = {"metadata": body.get("metadata"), "values": body.get("values"), "status": body.get("status"),
+                 "limit": body.get("limit", 10), "offset": body.get("offset", 0), "ids": body.get("ids")}
+        return value, await self._authz("threads", "search", value)
+
     async def search(self, body: dict[str, Any]) -> list[Record]:
+        value, access = await self._search_value(body)
         rows = await self._storage.thread_search(
-            ids=body.get("ids"), metadata=body.get("metadata"), values=body.get("values"), status=body.get("status"),
-            limit=body.get("limit", 10), offset=body.get("offset", 0),
-            sort_by=body.get("sort_by") or "created_at", sort_order=body.get("sort_order") or "desc",
+            ids=value["ids"], metadata=value["metadata"], values=value["values"], status=value["status"],
+            limit=value["limit"], offset=value["offset"],
+            sort_by=body.get("sort_by") or "created_at", sort_order=body.get("sort_order") or "desc", access=access,
         )
         select = body.get("select")
         if select:
@@ -142,14 +163,18 @@ class ThreadService:
         return rows
 
     async def count(self, body: dict[str, Any]) -> int:
+        value, access = await self._search_value(body)
         return await self._storage.thread_count(
-            ids=body.get("ids"), metadata=body.get("metadata"), values=body.get("values"), status=body.get("status")
+            ids=value["ids"], metadata=value["metadata"], values=value["values"], status=value["status"], access=access
         )
 
     async def copy(self, thread_id: str) -> Record:
         source = await self.get(thread_id)
         new_id = str(uuid.uuid4())
-        record = new_thread_record(new_id, {**source["metadata"], "forked_from": thread_id})
+        # The copy is a new thread: the create handler sees it (and may stamp its owner), as on the official server.
+        value = {"thread_id": new_id, "metadata": {**source["metadata"], "forked_from": thread_id}, "if_exists": "raise"}
+        await self._authz("threads", "create", value)
+        record = new_thread_record(new_id, value["metadata"])
         record.update(values=source["values"], interrupts=source["interrupts"],
                       status=source["status"] if source["status"] != "busy" else "idle")
         await self._storage.thread_create(record)
@@ -161,7 +186,9 @@ class ThreadService:
             raise Invalid("strategy must be 'delete' or 'keep_latest'")
         pruned = 0
         for tid in thread_ids:
-            if not is_uuid(tid) or await self._storage.thread_get(tid) is None:
+            try:
+                await self.get(tid, "delete")
+            except NotFound:  # missing, or not the caller's: skipped alike
                 continue
             if strategy == "delete":
                 await self.delete(tid)
@@ -196,7 +223,7 @@ class ThreadService:
         return snapshot_to_state(snapshot)
 
     async def update_state(self, thread_id: str, body: dict[str, Any]) -> Record:
-        thread = await self.get(thread_id)
+        thread = await self.get(thread_id, "update")
         graph = await self._thread_graph(thread)
         if graph is None:
             raise BadRequest(f"Thread {thread_id} has no graph yet: run an assistant on it before updating its state")

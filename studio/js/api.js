@@ -43,7 +43,9 @@ const KEY = "skeino.apiKey";
  */
 async function send(path, init) {
   const key = sessionStorage.getItem(KEY);
-  const res = await fetch(BASE + path, key ? { ...init, headers: { ...init.headers, "x-api-key": key } } : init);
+  // Both headers: API keys are read from either, a custom auth handler usually reads Authorization.
+  const auth = key ? { "x-api-key": key, Authorization: `Bearer ${key}` } : null;
+  const res = await fetch(BASE + path, auth ? { ...init, headers: { ...init.headers, ...auth } } : init);
   if (res.status !== 401) return res;
   // Requests sent together all fail together: once one of them got a key, the rest use it.
   const current = sessionStorage.getItem(KEY);
