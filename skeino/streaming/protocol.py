@@ -54,6 +54,21 @@ def segment_name(segment: str) -> str:
     return segment.split(":", 1)[0]
 
 
+_TEXT_KEY = ("__lc_no_index__", "text", 0)  # the bridge's key for an unindexed text block
+
+
+def _blocks(message: AIMessageChunk) -> list[tuple[Any, dict[str, Any]]]:
+    """The chunk's content blocks as the bridge sees them, without its cost for plain text.
+
+    A token of plain text is most of what streams; building `content_blocks` for it
+    costs several times the rest of the event, and gives this same single text block.
+    """
+    if (type(message.content) is str and not message.tool_call_chunks and not message.tool_calls
+            and not message.invalid_tool_calls and not message.additional_kwargs):
+        return [(_TEXT_KEY, {"type": "text", "text": message.content})] if message.content else []
+    return bridge._iter_protocol_blocks(message)
+
+
 class _OpenMessage:
     """One AI message being streamed: its blocks by source key, with their wire index."""
 
@@ -209,7 +224,7 @@ class ProtocolMapper:
             self._emit_message(ns, bridge._build_message_start(message, message.id))
         if message.response_metadata:
             state.response_metadata.update(message.response_metadata)
-        for block_key, block in bridge._iter_protocol_blocks(message):
+        for block_key, block in _blocks(message):
             if block_key not in state.blocks:
                 index = len(state.blocks)
                 state.blocks[block_key] = (index, dict(block))
