@@ -104,8 +104,9 @@ async def _send(page: Page, text: str) -> None:
     await page.click("#send")
 
 
-async def test_tokens_stream_and_survive_a_reload(page: Page, site: str, api: Server) -> None:
-    await _open(page, site, api, "agent", "&slow=1")
+@pytest.mark.parametrize("transport", ["sse", "websocket"])
+async def test_tokens_stream_and_survive_a_reload(page: Page, site: str, api: Server, transport: str) -> None:
+    await _open(page, site, api, "agent", f"&slow=1&transport={transport}")
     await _send(page, "hello")
     # Tokens arrive one after another: the AI message shows a part of the reply before the rest.
     await page.wait_for_function(
@@ -124,8 +125,9 @@ async def test_tokens_stream_and_survive_a_reload(page: Page, site: str, api: Se
     assert [m["content"] for m in state["values"]["messages"]] == ["hello", FULL_REPLY]
 
 
-async def test_interrupt_shown_and_resumed(page: Page, site: str, api: Server) -> None:
-    await _open(page, site, api, "chat_hitl")
+@pytest.mark.parametrize("transport", ["sse", "websocket"])
+async def test_interrupt_shown_and_resumed(page: Page, site: str, api: Server, transport: str) -> None:
+    await _open(page, site, api, "chat_hitl", f"&transport={transport}")
     await _send(page, "book it")
     await expect(page.locator("#question")).to_have_text("Shall I go ahead?")
     await page.click("#approve")

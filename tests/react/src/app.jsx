@@ -1,6 +1,6 @@
 // A minimal chat page on @langchain/react's useStream (protocol v2), for the browser test.
-// Query: ?api=<server url>&assistant=<graph>[&thread=<id>]. The thread id goes into the
-// URL as soon as it is known, so a reload re-attaches to the same thread.
+// Query: ?api=<server url>&assistant=<graph>[&transport=sse|websocket][&slow=1][&thread=<id>].
+// The thread id goes into the URL as soon as it is known, so a reload re-attaches to the same thread.
 import { useStream } from "@langchain/react";
 import { useEffect, useState } from "react";
 import { createRoot } from "react-dom/client";
@@ -25,6 +25,7 @@ function Chat() {
     apiUrl: query.get("api"),
     assistantId: query.get("assistant"),
     threadId: query.get("thread") || undefined,
+    transport: query.get("transport") || "sse",
     onThreadId: (id) => {
       query.set("thread", id);
       window.history.replaceState(null, "", `?${query}`);
