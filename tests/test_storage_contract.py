@@ -538,6 +538,41 @@ async def test_checkpoints_delete_for_run(storage: Storage) -> None:
     assert await checkpoint_ids(storage, tid) == after_first
 
 
+@pytest.mark.parametrize("action", ["interrupt", "rollback"])
+async def test_run_create_superseding(storage: Storage, action: str) -> None:
+    graph = counter(storage)
+    tid = new_id()
+    await storage.thread_create(thread(thread_id=tid))
+    running, pending = run(tid, created_at=ts(1)), run(tid, created_at=ts(2))
+    for r in (running, pending):
+        await storage.run_create(r, reject_if_busy=False)
+    assert await storage.run_start(running["run_id"], tid, {}) is True
+    await graph.ainvoke({"count": 0}, config(tid, pending["run_id"]))  # a pending run's (retried) writes
+    await storage.stream_append(pending["run_id"], [(0, "metadata", b"{}")])
+
+    new = run(tid, created_at=ts(3))
+    created, superseded = await storage.run_create_superseding(new, action=action)
+    assert created == new
+    assert [(r["run_id"], r["status"]) for r in superseded] == [(running["run_id"], "running"),
+                                                                 (pending["run_id"], "pending")]
+    assert (await storage.run_get(running["run_id"]))["status"] == "running"  # the caller stops it
+    assert (await storage.run_get(new["run_id"]))["status"] == "pending"
+    assert (await storage.thread_get(tid))["status"] == "busy"
+    if action == "rollback":
+        assert await storage.run_get(pending["run_id"]) is None
+        assert await storage.stream_read(pending["run_id"], -1) == []
+        assert await checkpoint_ids(storage, tid) == []
+    else:
+        assert (await storage.run_get(pending["run_id"]))["status"] == "interrupted"
+        assert len(await checkpoint_ids(storage, tid)) == 5
+    with pytest.raises(LookupError):
+        await storage.run_create_superseding(run(new_id()), action=action)
+    made = new_id()
+    created, superseded = await storage.run_create_superseding(run(made), action=action,
+                                                               new_thread=thread(thread_id=made))
+    assert superseded == [] and (await storage.thread_get(made))["status"] == "busy"
+
+
 async def test_run_delete_takes_its_checkpoints(storage: Storage) -> None:
     graph = counter(storage)
     tid, first, second = new_id(), new_id(), new_id()

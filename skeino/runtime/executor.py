@@ -254,7 +254,9 @@ class RunExecutor:
         else:
             thread_changes.update(status="idle", error=None)
         if action == "rollback":
-            await self._storage.thread_update(thread_id, {**thread_changes, "status": "idle"})
+            # The run is gone; run_finish only records the thread's state, keeping it busy
+            # when the run that superseded this one is already waiting.
+            await self._storage.run_finish(run_id, thread_id, status, {**thread_changes, "status": "idle"})
         elif not run["kwargs"].get("temporary"):
             # (A stateless run's thread and run are deleted right after; nothing to record.)
             await self._storage.run_finish(run_id, thread_id, status, thread_changes)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from typing import Any
 
 from skeino.runtime.broker import StreamBroker
 from skeino.runtime.executor import RunExecutor
@@ -28,6 +29,8 @@ class RunQueue:
         self._kicked: set[str] = set()
         self._running: dict[str, asyncio.Task[str]] = {}
         self._actions: dict[str, str] = {}
+        self._claiming: dict[str, str | None] = {}  # run id -> cancel action asked during the claim
+        self._ended: dict[str, asyncio.Future[None]] = {}  # set once the run's execution is over
         self._closing = False
 
     def submit(self, thread_id: str, created: Record | None = None) -> None:
@@ -74,46 +77,65 @@ class RunQueue:
         run_id = run["run_id"]
         async with self._slots:
             conf = run["kwargs"]["config"]["configurable"]
-            claimed = await self._storage.run_start(
-                run_id, run["thread_id"], {"graph_id": conf["graph_id"], "assistant_id": conf["assistant_id"]}
-            )
-            if not claimed:
-                return  # cancelled while pending
-            stream = self._broker.get(run_id) or self._broker.open(run_id, run["thread_id"], bool(run["kwargs"].get("resumable")))
-            task = asyncio.create_task(
-                self._executor.execute(run, stream, lambda: self._actions.get(run_id, "interrupt")),
-                name=f"skeino-run-{run_id}",
-            )
-            self._running[run_id] = task
+            # While the claim is in flight storage may already say `running`; a cancel
+            # arriving then is remembered here and applied once the task exists.
+            self._claiming[run_id] = None
+            ended = self._ended[run_id] = asyncio.get_running_loop().create_future()
             try:
-                await asyncio.shield(task)
-            except asyncio.CancelledError:
-                # The worker itself is being stopped (shutdown): stop the run too and
-                # let it record its status before we go.
-                task.cancel()
-                await asyncio.wait([task])
-                raise
+                claimed = await self._storage.run_start(
+                    run_id, run["thread_id"], {"graph_id": conf["graph_id"], "assistant_id": conf["assistant_id"]}
+                )
+                action = self._claiming.pop(run_id, None)
+                if not claimed:
+                    return  # cancelled while pending
+                stream = self._broker.get(run_id) or self._broker.open(run_id, run["thread_id"], bool(run["kwargs"].get("resumable")))
+                task = asyncio.create_task(
+                    self._executor.execute(run, stream, lambda: self._actions.get(run_id, "interrupt")),
+                    name=f"skeino-run-{run_id}",
+                )
+                self._running[run_id] = task
+                if action is not None:
+                    self._cancel_task(run_id, task, action)
+                try:
+                    await asyncio.shield(task)
+                except asyncio.CancelledError:
+                    # The worker itself is being stopped (shutdown): stop the run too and
+                    # let it record its status before we go.
+                    task.cancel()
+                    await asyncio.wait([task])
+                    raise
+                finally:
+                    self._running.pop(run_id, None)
+                    self._actions.pop(run_id, None)
             finally:
-                self._running.pop(run_id, None)
-                self._actions.pop(run_id, None)
+                self._claiming.pop(run_id, None)
+                self._ended.pop(run_id, None)
+                ended.set_result(None)
+
+    def _cancel_task(self, run_id: str, task: asyncio.Task[str], action: str) -> None:
+        self._actions[run_id] = action
+        # Cancelled on the next loop turn, after the task's first step: a task cancelled
+        # before it starts never enters the executor and so could not record its end.
+        asyncio.get_running_loop().call_soon(task.cancel)
 
     async def cancel_running(self, run_id: str, action: str) -> bool:
         """Cancel an executing run and wait until it has recorded its end."""
-        task = self._running.get(run_id)
-        if task is None:
+        ended = self.request_cancel(run_id, action)
+        if ended is None:
             return False
-        self._actions[run_id] = action
-        task.cancel()
-        await asyncio.wait([task])
+        await asyncio.wait([ended])
         return True
 
-    def request_cancel(self, run_id: str, action: str) -> asyncio.Task[str] | None:
-        """Cancel without waiting; returns the run's task to await if wanted."""
+    def request_cancel(self, run_id: str, action: str) -> asyncio.Future[Any] | None:
+        """Cancel without waiting; returns what to await for the run's end, None if it is not executing here."""
         task = self._running.get(run_id)
         if task is not None:
-            self._actions[run_id] = action
-            task.cancel()
-        return task
+            self._cancel_task(run_id, task, action)
+            return task
+        if run_id in self._claiming:
+            self._claiming[run_id] = action
+            return self._ended[run_id]
+        return None
 
     async def shutdown(self, grace: float) -> None:
         """Stop taking runs; give running ones `grace` seconds, then interrupt them."""

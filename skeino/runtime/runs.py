@@ -127,7 +127,11 @@ class RunService:
             "input": body.get("input"),
             "command": body.get("command"),
             "config": config,
-            "context": {**(assistant.get("context") or {}), **(body.get("context") or {})},
+            # Without a context the run's configurable stands in for it, as on the official server
+            # (never the caller's identity, which comes from authentication only).
+            "context": {**(assistant.get("context") or {}),
+                        **(body.get("context") or {k: v for k, v in ((body.get("config") or {}).get("configurable")
+                                                                     or {}).items() if k not in AUTH_CONFIG_KEYS})},
             "stream_mode": normalize_modes(body.get("stream_mode")),
             "interrupt_before": body.get("interrupt_before"),
             "interrupt_after": body.get("interrupt_after"),
@@ -165,10 +169,6 @@ class RunService:
         if stateless or body.get("if_not_exists") == "create":
             new_thread = new_thread_record(thread_id, {"graph_id": graph_id, "assistant_id": assistant["assistant_id"],
                                                        **(value["metadata"] or {})})
-        if strategy in ("interrupt", "rollback") and not stateless:
-            if access is None or await self._storage.thread_get(thread_id, access=access) is not None:
-                await self.cancel_thread_runs(thread_id, action=strategy)
-
         now = now_iso()
         record = {
             "run_id": run_id, "thread_id": thread_id, "assistant_id": assistant["assistant_id"],
@@ -178,9 +178,16 @@ class RunService:
         }
         # Open the log before the run is visible to the worker so no subscriber misses an event.
         stream = self._broker.open(run_id, thread_id, kwargs["resumable"])
+        superseded: list[Record] = []
         try:
-            created = await self._storage.run_create(record, reject_if_busy=strategy == "reject", new_thread=new_thread,
-                                                     limits=self._limits, access=access)
+            if strategy in ("interrupt", "rollback"):
+                # Cancelling the thread's runs and inserting this one is one storage step, so
+                # runs arriving together leave exactly one survivor.
+                created, superseded = await self._storage.run_create_superseding(
+                    record, action=strategy, new_thread=new_thread, limits=self._limits, access=access)
+            else:
+                created = await self._storage.run_create(record, reject_if_busy=strategy == "reject",
+                                                         new_thread=new_thread, limits=self._limits, access=access)
         except LookupError:
             self._broker.drop(run_id)
             raise NotFound(f"Thread with ID {thread_id} not found") from None
@@ -190,8 +197,31 @@ class RunService:
         if created is None:
             self._broker.drop(run_id)
             raise Conflict(BUSY_DETAIL)
+        await self._stop_superseded(superseded, strategy)
         self._queue.submit(thread_id, created=record)
         return record, stream
+
+    async def _stop_superseded(self, runs: list[Record], action: str) -> None:
+        """End the runs a new one replaced: close the logs of pending ones, stop running ones.
+
+        Waits until the running ones have recorded their end, as the old runs are gone
+        (rollback) or settled (interrupt) when the new run's creation answers.
+        """
+        waits = []
+        for run in runs:
+            if run["status"] == "pending":
+                stream = self._broker.get(run["run_id"])
+                if stream is not None and not stream.done:
+                    await self._broker.finish(stream, "interrupted", None)
+                continue
+            ended = self._queue.request_cancel(run["run_id"], action)
+            if ended is not None:
+                waits.append(ended)
+            else:
+                # Not executing in this process (left over from a crash): record the end.
+                await self._cancel(run, wait=False, action=action)
+        if waits:
+            await asyncio.wait(waits)
 
     @staticmethod
     def _refuse_unsupported(body: dict[str, Any]) -> None:

@@ -134,6 +134,17 @@ class Storage(Protocol):
         pending runs as `limits` allows (the thread's bound is checked first; runs created
         at the same moment on other threads may overshoot the server's by a few).
         """
+    async def run_create_superseding(self, record: Record, *, action: Literal["interrupt", "rollback"],
+                                     new_thread: Record | None = None, access: AccessFilter | None = None,
+                                     limits: QueueLimits | None = None) -> tuple[Record, list[Record]]:
+        """Insert a pending run in place of every pending or running run of its thread, in one transaction.
+
+        Pending runs of the thread are marked `interrupted` (action "interrupt") or deleted
+        with their stream logs and checkpoints (action "rollback"); running runs are left
+        for the caller to stop. Returns the record and the superseded runs as they were
+        (oldest first). The thread rules are run_create's (new_thread, access, LookupError),
+        and so are the queue's (`limits`, QueueFull), counted once the pending runs are gone.
+        """
     async def run_transition(self, run_id: str, from_status: str, to_status: str) -> bool:
         """Atomically move a run between statuses; False if it was not in `from_status`."""
     async def run_start(self, run_id: str, thread_id: str, thread_metadata: Record) -> bool:

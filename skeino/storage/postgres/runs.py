@@ -23,19 +23,48 @@ _INFLIGHT = "status IN ('pending', 'running')"
 class RunTables:
     """Runs, created and finished under their thread's row lock."""
 
+    async def _lock_thread_for_run(self: "PostgresStorage", conn: AsyncConnection, thread_id: str,
+                                   new_thread: Record | None, access: AccessFilter | None) -> None:
+        """Create the run's thread if asked and take its row lock; LookupError if it is not there."""
+        created = False
+        if new_thread is not None:
+            sql, params = query.insert(DIALECT, "threads", THREAD_COLS, new_thread)
+            created = await self._exec(sql + " ON CONFLICT (thread_id) DO NOTHING", params, conn) > 0
+        # The thread's row lock orders every run creation and finish on this thread.
+        # (Another caller's thread is not there for this one: it is missing too.)
+        where = query.Where(DIALECT).eq("thread_id", thread_id).access(None if created else access)
+        if not await self._one(f"SELECT 1 FROM threads{where.sql} FOR UPDATE", where.params, conn):
+            raise LookupError(thread_id)
+
+    async def run_create_superseding(self: "PostgresStorage", record: Record, *, action: str,
+                                     new_thread: Record | None = None, access: AccessFilter | None = None,
+                                     limits: QueueLimits | None = None) -> tuple[Record, list[Record]]:
+        async with self._tx() as conn:
+            await self._lock_thread_for_run(conn, record["thread_id"], new_thread, access)
+            superseded = await self._all(f"{_SELECT} WHERE thread_id = %s AND {_INFLIGHT} ORDER BY seq",
+                                         (record["thread_id"],), conn)
+            for run in superseded:
+                if run["status"] != "pending":
+                    continue  # running: the caller stops it
+                if action == "rollback":
+                    await self._exec("DELETE FROM stream_events WHERE run_id = %s", (run["run_id"],), conn)
+                    await self._exec("DELETE FROM runs WHERE run_id = %s", (run["run_id"],), conn)
+                    await self._delete_run_checkpoints(conn, record["thread_id"], run["run_id"])
+                else:
+                    await self._exec("UPDATE runs SET status = 'interrupted', updated_at = %s WHERE run_id = %s",
+                                     (now_iso(), run["run_id"]), conn)
+            if limits is not None:
+                await self._check_queue(conn, record["thread_id"], limits)
+            await self._exec(*query.insert(DIALECT, "runs", RUN_COLS, record), conn)
+            await self._exec("UPDATE threads SET status = 'busy', updated_at = %s WHERE thread_id = %s",
+                             (record["created_at"], record["thread_id"]), conn)
+        return record, superseded
+
     async def run_create(self: "PostgresStorage", record: Record, *, reject_if_busy: bool,
                          new_thread: Record | None = None, access: AccessFilter | None = None,
                          limits: QueueLimits | None = None) -> Record | None:
         async with self._tx() as conn:
-            created = False
-            if new_thread is not None:
-                sql, params = query.insert(DIALECT, "threads", THREAD_COLS, new_thread)
-                created = await self._exec(sql + " ON CONFLICT (thread_id) DO NOTHING", params, conn) > 0
-            # The thread's row lock orders every run creation and finish on this thread.
-            # (Another caller's thread is not there for this one: it is missing too.)
-            where = query.Where(DIALECT).eq("thread_id", record["thread_id"]).access(None if created else access)
-            if not await self._one(f"SELECT 1 FROM threads{where.sql} FOR UPDATE", where.params, conn):
-                raise LookupError(record["thread_id"])
+            await self._lock_thread_for_run(conn, record["thread_id"], new_thread, access)
             if reject_if_busy and await self._one(
                     f"SELECT 1 FROM runs WHERE thread_id = %s AND {_INFLIGHT} LIMIT 1", (record["thread_id"],), conn):
                 return None

@@ -500,29 +500,12 @@ class SqliteStorage(CronTables, IdempotencyTables):
     def run_create(self, record: Record, *, reject_if_busy: bool, new_thread: Record | None = None,
                    access: AccessFilter | None = None, limits: QueueLimits | None = None) -> Record | None:
         with self._tx() as conn:
-            existing = self._one("SELECT metadata FROM threads WHERE thread_id = ?", (record["thread_id"],))
-            if existing is None:
-                if new_thread is None:
-                    raise LookupError(record["thread_id"])
-                self._insert_thread(new_thread)
-            elif access is not None and not matches_json(existing[0], access.json):
-                raise LookupError(record["thread_id"])  # another caller's thread is not there for this one
-            elif reject_if_busy:
-                if self._one(
-                    "SELECT 1 FROM runs WHERE thread_id = ? AND status IN ('pending', 'running') LIMIT 1",
-                    (record["thread_id"],),
-                ):
-                    return None
+            self._thread_for_run(record["thread_id"], new_thread, access)
+            if reject_if_busy and self._runs_inflight(record["thread_id"]):
+                return None
             if limits is not None:
                 self._check_queue(record["thread_id"], limits)
-            conn.execute(
-                f"INSERT INTO runs ({', '.join(_RUN_COLS)}) VALUES ({', '.join('?' * len(_RUN_COLS))})",
-                [(_enc(record.get(c)) if c in _JSON_COLS else record.get(c)) for c in _RUN_COLS],
-            )
-            conn.execute(
-                "UPDATE threads SET status = 'busy', updated_at = ? WHERE thread_id = ?",
-                (record["created_at"], record["thread_id"]),
-            )
+            self._insert_run(conn, record)
         return record
 
     def _check_queue(self, thread_id: str, limits: QueueLimits) -> None:
@@ -534,6 +517,47 @@ class SqliteStorage(CronTables, IdempotencyTables):
         ):
             if bound is not None and self._one(sql, [*params, bound] if scope == "server" else params)[0] >= bound:
                 raise QueueFull(scope, bound)  # type: ignore[arg-type]
+
+    @_threaded
+    def run_create_superseding(self, record: Record, *, action: str, new_thread: Record | None = None,
+                               access: AccessFilter | None = None,
+                               limits: QueueLimits | None = None) -> tuple[Record, list[Record]]:
+        with self._tx() as conn:
+            self._thread_for_run(record["thread_id"], new_thread, access)
+            superseded = self._runs_inflight(record["thread_id"])
+            now = now_iso()
+            for run in superseded:
+                if run["status"] != "pending":
+                    continue  # running: the caller stops it
+                if action == "rollback":
+                    self._delete_run(conn, run["run_id"])
+                else:
+                    conn.execute("UPDATE runs SET status = 'interrupted', updated_at = ? WHERE run_id = ?",
+                                 (now, run["run_id"]))
+            if limits is not None:
+                self._check_queue(record["thread_id"], limits)
+            self._insert_run(conn, record)
+        return record, superseded
+
+    def _thread_for_run(self, thread_id: str, new_thread: Record | None, access: AccessFilter | None) -> None:
+        """Check the run's thread exists and is visible, creating it from `new_thread` if missing."""
+        existing = self._one("SELECT metadata FROM threads WHERE thread_id = ?", (thread_id,))
+        if existing is None:
+            if new_thread is None:
+                raise LookupError(thread_id)
+            self._insert_thread(new_thread)
+        elif access is not None and not matches_json(existing[0], access.json):
+            raise LookupError(thread_id)  # another caller's thread is not there for this one
+
+    def _insert_run(self, conn: sqlite3.Connection, record: Record) -> None:
+        conn.execute(
+            f"INSERT INTO runs ({', '.join(_RUN_COLS)}) VALUES ({', '.join('?' * len(_RUN_COLS))})",
+            [(_enc(record.get(c)) if c in _JSON_COLS else record.get(c)) for c in _RUN_COLS],
+        )
+        conn.execute(
+            "UPDATE threads SET status = 'busy', updated_at = ? WHERE thread_id = ?",
+            (record["created_at"], record["thread_id"]),
+        )
 
     @_threaded
     def run_transition(self, run_id: str, from_status: str, to_status: str) -> bool:
@@ -636,6 +660,9 @@ class SqliteStorage(CronTables, IdempotencyTables):
 
     @_threaded
     def runs_inflight(self, thread_id: str) -> list[Record]:
+        return self._runs_inflight(thread_id)
+
+    def _runs_inflight(self, thread_id: str) -> list[Record]:
         rows = self._all(
             f"SELECT {', '.join(_RUN_COLS)} FROM runs WHERE thread_id = ? AND status IN ('pending', 'running') ORDER BY seq",
             (thread_id,),
