@@ -206,3 +206,51 @@ async def test_audit_names_the_user_and_the_refusal(authed: Server, bob: Any) ->
     lines = Path(authed.env["SKEINO_AUDIT"]).read_text().splitlines()
     assert any('"who": "user:bob"' in line and '"POST /threads"' in line for line in lines)
     assert any('"outcome": "denied"' in line and "Unknown token" in line for line in lines)
+
+
+async def test_protocol_v2_streams_and_commands_keep_users_apart(authed: Server, alice: Any) -> None:
+    """The v2 thread stream, its commands and its WebSocket answer only the thread's owner."""
+    import asyncio
+    import json
+
+    from websockets.asyncio.client import connect
+    from websockets.exceptions import ConnectionClosed
+
+    as_alice = {"Authorization": "Bearer token-alice"}
+    as_bob = {"Authorization": "Bearer token-bob"}
+    tid = str(uuid.uuid4())
+    start = {"id": 1, "method": "run.start", "params": {"assistant_id": "whoami", "input": {}}}
+    async with httpx.AsyncClient(base_url=authed.url, timeout=10) as http:
+        # A thread nobody made yet has no stream under custom auth (the official clients retry after run.start).
+        resp = await http.post(f"/threads/{tid}/stream/events", json={"channels": ["values"]}, headers=as_alice)
+        assert resp.status_code == 404
+        started = (await http.post(f"/threads/{tid}/commands", json=start, headers=as_alice)).json()
+        assert started["type"] == "success", started
+        await alice.runs.join(tid, started["result"]["run_id"])
+        assert (await alice.threads.get(tid))["metadata"]["owner"] == "alice"
+        resp = await http.post(f"/threads/{tid}/stream/events", json={"channels": ["values"]}, headers=as_bob)
+        assert resp.status_code == 404
+        for method, params in (("state.get", {"namespace": []}), ("agent.getTree", {}),
+                               ("run.start", start["params"])):
+            reply = (await http.post(f"/threads/{tid}/commands", headers=as_bob,
+                                     json={"id": 2, "method": method, "params": params})).json()
+            assert reply["type"] == "error", (method, reply)
+        mine = (await http.post(f"/threads/{tid}/commands", headers=as_alice,
+                                json={"id": 3, "method": "state.get", "params": {"namespace": []}})).json()
+        assert mine["type"] == "success"
+    url = f"ws://127.0.0.1:{authed.port}/threads/{tid}/stream/events"
+    subscribe = json.dumps({"id": 1, "method": "subscription.subscribe", "params": {"channels": ["lifecycle"]}})
+    async with connect(url, additional_headers=as_bob) as ws:
+        await ws.send(subscribe)
+        with pytest.raises(ConnectionClosed) as closed:
+            async with asyncio.timeout(10):
+                await ws.recv()
+        assert closed.value.rcvd.code == 4404
+    async with connect(url, additional_headers=as_alice) as ws:
+        await ws.send(subscribe)
+        frames = [json.loads(await ws.recv()) for _ in range(3)]
+        assert frames[0]["type"] == "success"
+        assert [f["params"]["data"]["event"] for f in frames[1:]] == ["running", "completed"]
+    with pytest.raises(Exception):
+        async with connect(url):  # no token at all
+            pass

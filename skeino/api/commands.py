@@ -178,6 +178,7 @@ class Commands:
     # agents -----------------------------------------------------------------------
     async def _agent_tree(self, params: dict[str, Any]) -> dict[str, Any]:
         """The agents (root graph and subgraphs) of a run, from its lifecycle events."""
+        await self._rt.threads.get(self._thread_id)  # the caller must be able to read the thread
         run_id = params.get("run_id") if isinstance(params.get("run_id"), str) else None
         tree = agent_tree(self._rt.broker.thread_log(self._thread_id), run_id)
         if tree is None:

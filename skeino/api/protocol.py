@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import uuid
 from typing import Any, AsyncIterator
 
 import orjson
@@ -63,6 +64,8 @@ async def thread_events(thread_id: str, request: Request, rt: Runtime = Depends(
     if isinstance(wanted, str):
         raise BadRequest(wanted)
     since = _since(body.get("since"))
+    if request.app.state.guard.custom is not None:
+        await rt.threads.get(thread_id)  # with custom auth, only a thread the caller may read (else 404)
     log = rt.broker.thread_log(thread_id)
     return event_stream(_filtered(log, wanted, since), heartbeat=rt.settings.heartbeat_seconds)
 
@@ -88,14 +91,27 @@ class _Socket:
         self.sent: set[int] = set()  # seqs already sent: an event goes out once per socket
         self.lock = asyncio.Lock()
         self.key = websocket.scope.get("state", {}).get("api_key")
+        # With custom auth, events go only to a caller who may read the thread.
+        self.guarded = websocket.app.state.guard.custom is not None
+        self.thread_id = thread_id
 
     async def send(self, message: Any) -> None:
         data = message if isinstance(message, bytes) else orjson.dumps(message)
         async with self.lock:
             await self.ws.send_text(data.decode())
 
+    async def allowed(self) -> bool | None:
+        """Whether this socket may see the thread's events (None: the thread does not exist yet)."""
+        return True if not self.guarded else await self.rt.threads.visible(self.thread_id)
+
     async def forward(self, wanted: Filter, since: int) -> None:
+        checked = False
         async for batch in self.log.follow(since):
+            if not checked:  # a thread created after the subscription must be the caller's too
+                if not await self.allowed():
+                    await self.ws.close(code=4404, reason="Thread not found")
+                    return
+                checked = True
             for event in batch:
                 if event.seq not in self.sent and matches(event, *wanted):
                     self.sent.add(event.seq)
@@ -105,7 +121,7 @@ class _Socket:
         return sum(1 for e in self.log.after(since) if matches(e, *wanted))
 
     def subscribe(self, wanted: Filter, since: int) -> str:
-        sub_id = f"sub-{len(self.subscriptions) + 1}-{id(wanted):x}"
+        sub_id = str(uuid.uuid4())
         task = asyncio.get_running_loop().create_task(self.forward(wanted, since))
         self.subscriptions[sub_id] = (wanted, task)
         return sub_id
@@ -118,6 +134,9 @@ class _Socket:
             wanted = parse_filter(params)
             if isinstance(wanted, str):
                 return error(cid, "invalid_argument", wanted)
+            if await self.allowed() is False:
+                await self.ws.close(code=4404, reason="Thread not found")
+                return None
             since = params.get("since") if isinstance(params.get("since"), int) else -1
             replayed = self.replayable(wanted, since)
             return success(cid, {"subscription_id": self.subscribe(wanted, since), "replayed_events": replayed})
@@ -177,7 +196,10 @@ async def thread_socket(websocket: WebSocket, thread_id: str) -> None:
                 await socket.send(error(None, "invalid_argument", "Protocol commands must be valid JSON."))
                 continue
             refusal = malformed(payload)
-            await socket.send(refusal if refusal is not None else await socket.handle(payload))
+            reply = refusal if refusal is not None else await socket.handle(payload)
+            if reply is None:
+                return  # the socket was closed
+            await socket.send(reply)
     except WebSocketDisconnect:
         pass
     finally:

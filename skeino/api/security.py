@@ -175,10 +175,16 @@ class SecurityLayer:
         host, origin = headers.get(b"host"), headers.get(b"origin")
         reason = None
         key = None
+        ctx = None
         if not guard.host_allowed(host):
             reason = f"Host {host!r} is not served here"
         elif guard.cross_site_refused("POST", origin, None, host):
             reason = f"cross-site WebSocket from {origin}"
+        elif guard.custom is not None:
+            try:  # the handshake is an HTTP GET: the handler sees it as one
+                ctx = await guard.custom.authenticate({**scope, "type": "http", "method": "GET"})
+            except SkeinoError as exc:
+                reason = f"authenticate: {exc.detail}"
         elif guard.authenticating:
             key = guard.authenticate(_presented_key(headers))
             if key is None:
@@ -194,8 +200,13 @@ class SecurityLayer:
             return
         state = scope.setdefault("state", {})
         state["api_key"] = key
-        state["identity"] = f"key:{key.name}" if key else None
-        await self.app(scope, receive, send)
+        state["identity"] = f"key:{key.name}" if key else (f"user:{ctx.user.identity}" if ctx else None)
+        token = caller.set(ctx) if ctx is not None else None
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            if token is not None:
+                caller.reset(token)
 
 
 def _is_open(path: str, method: str, guard: Guard) -> bool:

@@ -106,6 +106,15 @@ class ThreadService:
             raise NotFound(f"Thread with ID {thread_id} not found")
         return record
 
+    async def visible(self, thread_id: str) -> bool | None:
+        """Whether the caller may read the thread; None when no such thread exists at all (yet)."""
+        try:
+            await self.get(thread_id)
+            return True
+        except NotFound:
+            exists = is_uuid(thread_id) and await self._storage.thread_get(thread_id) is not None
+            return False if exists else None
+
     async def patch(self, thread_id: str, body: dict[str, Any]) -> Record:
         value = {"thread_id": thread_id, "metadata": body.get("metadata") or {}}
         await self.get(thread_id, "update", value)
