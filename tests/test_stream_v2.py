@@ -323,3 +323,42 @@ async def test_frames_follow_the_official_captures(server: Server, name: str) ->
                     if sum(_root_end(e) for e in got) == ends and got[-1]["method"] != "input.requested":
                         break
     assert _shape(got) == _shape(reference)
+
+
+async def test_websocket_unsubscribe_and_reconnect(server: Server) -> None:
+    tid = str(uuid.uuid4())
+    url = f"ws://127.0.0.1:{server.port}/threads/{tid}/stream/events"
+    async with httpx.AsyncClient(base_url=server.url, timeout=10) as http:
+        reply = (await http.post(f"/threads/{tid}/commands", json={"id": 1, "method": "run.start", "params": {
+            "assistant_id": "counter", "input": {"count": 0}}})).json()
+        await (await http.get(f"/threads/{tid}/runs/{reply['result']['run_id']}/join")).aread()
+    answers: dict[int, dict[str, Any]] = {}
+    events: list[dict[str, Any]] = []
+
+    async def read_until(done: Any) -> None:
+        async with asyncio.timeout(10):
+            while not done():
+                message = json.loads(await ws.recv())
+                (events.append(message) if message["type"] == "event" else answers.__setitem__(message["id"], message))
+
+    async def send(cid: int, method: str, params: dict[str, Any]) -> dict[str, Any]:
+        await ws.send(json.dumps({"id": cid, "method": method, "params": params}))
+        await read_until(lambda: cid in answers)
+        return answers[cid]
+
+    async with connect(url) as ws:
+        sub = await send(1, "subscription.subscribe", {"channels": ["values"]})
+        assert sub["result"]["replayed_events"] == 4  # the input, then a, b and c
+        await read_until(lambda: len(events) == 4)
+        assert [e["params"]["data"]["count"] for e in events] == [0, 1, 2, 3]
+        sub_id = sub["result"]["subscription_id"]
+        assert (await send(2, "subscription.unsubscribe", {"subscription_id": sub_id}))["result"] == {}
+        gone = await send(3, "subscription.unsubscribe", {"subscription_id": sub_id})
+        assert gone["error"] == "no_such_subscription"
+        # Subscribing again sends nothing this socket already had; reconnect resends what came after an event.
+        await send(4, "subscription.subscribe", {"channels": ["values"]})
+        first = list(events)
+        back = await send(5, "subscription.reconnect", {"last_event_id": first[1]["event_id"]})
+        assert back["result"] == {"restored": True, "missed_events": 2}
+        await read_until(lambda: len(events) == 6)
+        assert events[4:] == first[2:]

@@ -31,6 +31,8 @@ from skeino.streaming.sse import event_stream
 router = APIRouter(tags=["threads"])
 
 Filter = tuple[frozenset[str], list[list[str]] | None, int | None]
+# How many sent seqs a socket remembers; clients also drop repeats by event_id.
+_SENT_WINDOW = 10_000
 # Commands a WebSocket sends that change the thread, so they need the runs:write scope.
 _WRITES = {"run.start", "input.respond"}
 
@@ -88,7 +90,8 @@ class _Socket:
         self.log = rt.broker.thread_log(thread_id)
         self.commands = Commands(rt, thread_id)
         self.subscriptions: dict[str, tuple[Filter, asyncio.Task[None]]] = {}
-        self.sent: set[int] = set()  # seqs already sent: an event goes out once per socket
+        # Seqs sent lately (bounded, oldest forgotten first): an event goes out once per socket.
+        self.sent: dict[int, None] = {}
         self.lock = asyncio.Lock()
         self.key = websocket.scope.get("state", {}).get("api_key")
         # With custom auth, events go only to a caller who may read the thread.
@@ -114,7 +117,9 @@ class _Socket:
                 checked = True
             for event in batch:
                 if event.seq not in self.sent and matches(event, *wanted):
-                    self.sent.add(event.seq)
+                    self.sent[event.seq] = None
+                    if len(self.sent) > _SENT_WINDOW:
+                        del self.sent[next(iter(self.sent))]
                     await self.send(event.frame)
 
     def replayable(self, wanted: Filter, since: int) -> int:
@@ -165,7 +170,8 @@ class _Socket:
             wanted, task = self.subscriptions[name]
             task.cancel()
             missed += self.replayable(wanted, since)
-            self.sent.difference_update(e.seq for e in self.log.after(since))
+            for event in self.log.after(since):
+                self.sent.pop(event.seq, None)
             self.subscriptions[name] = (wanted, asyncio.get_running_loop().create_task(self.forward(wanted, since)))
         return success(cid, {"restored": True, "missed_events": missed})
 
