@@ -72,8 +72,9 @@ async def test_tokens_stream_as_content_blocks(client: Any, transport: str) -> N
     assert output["messages"][-1]["content"] == "You said: hi there"
 
 
-async def test_tool_call_lifecycle(client: Any) -> None:
-    async with client.threads.stream(assistant_id="agent") as thread:
+@pytest.mark.parametrize("transport", TRANSPORTS)
+async def test_tool_call_lifecycle(client: Any, transport: str) -> None:
+    async with client.threads.stream(assistant_id="agent", transport=transport) as thread:
         await thread.run.start(input={"messages": [{"role": "user", "content": "weather in Paris?"}]})
         events = await _until_end(thread.events)
     kinds = [k for k in _kinds(events) if k.startswith(("tools", "messages:message-", "lifecycle"))]
@@ -92,8 +93,9 @@ async def test_tool_call_lifecycle(client: Any) -> None:
     assert updates[1]["data"]["values"]["messages"][0]["type"] == "tool"
 
 
-async def test_subgraph_namespaces_and_lifecycle(client: Any) -> None:
-    async with client.threads.stream(assistant_id="pipeline") as thread:
+@pytest.mark.parametrize("transport", TRANSPORTS)
+async def test_subgraph_namespaces_and_lifecycle(client: Any, transport: str) -> None:
+    async with client.threads.stream(assistant_id="pipeline", transport=transport) as thread:
         await thread.run.start(input={"value": ""})
         events = await _until_end(thread.events)
         # A filter on the child's namespace (without its task id) sees only the child.
@@ -109,8 +111,9 @@ async def test_subgraph_namespaces_and_lifecycle(client: Any) -> None:
     await scoped.close()
 
 
-async def test_interrupt_answered_with_input_respond(client: Any) -> None:
-    async with client.threads.stream(assistant_id="chat_hitl") as thread:
+@pytest.mark.parametrize("transport", TRANSPORTS)
+async def test_interrupt_answered_with_input_respond(client: Any, transport: str) -> None:
+    async with client.threads.stream(assistant_id="chat_hitl", transport=transport) as thread:
         await thread.run.start(input={"messages": [{"role": "user", "content": "book it"}]})
         first = await _until_end(thread.events)
         assert _kinds(first)[-2:] == ["input.requested", "lifecycle:interrupted"]
@@ -130,6 +133,15 @@ async def test_interrupt_answered_with_input_respond(client: Any) -> None:
     assert "input.requested" not in _kinds(second)
     final = [e for e in second if e["method"] == "values"][-1]["params"]["data"]
     assert final["messages"][-1]["content"] == "Confirmed with 'yes': book it"
+
+
+async def test_a_failing_run_ends_failed_with_its_error(client: Any) -> None:
+    async with client.threads.stream(assistant_id="failing") as thread:
+        await thread.run.start(input={})
+        events = await _until_end(thread.events)
+        with pytest.raises(RuntimeError, match="boom"):
+            await thread.output.with_timeout(10)
+    assert events[-1]["params"]["data"] == {"event": "failed", "graph_name": "failing", "error": "boom"}
 
 
 async def _sse(url: str, body: dict[str, Any], count: int) -> list[dict[str, Any]]:
