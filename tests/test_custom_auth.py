@@ -8,8 +8,11 @@ store handler puts each user's items under their own identity.
 
 from __future__ import annotations
 
+import asyncio
+import math
 import subprocess
 import sys
+import time
 import uuid
 from pathlib import Path
 from typing import Any, AsyncIterator, Iterator
@@ -187,6 +190,29 @@ async def test_the_graph_sees_the_user_as_the_official_server_shows_it(alice: An
     assert result["runtime_user"] == "alice"  # runtime.server_info.user
     # Stateless runs too: the throwaway thread belongs to the caller.
     assert (await alice.runs.wait(None, "whoami", input={}))["user_id"] == "alice"
+
+
+async def test_a_crons_runs_run_as_its_owner(tmp_path: Path) -> None:
+    # The scheduler's clock starts 20 s before a minute boundary, so an every-minute cron fires soon.
+    boundary = math.ceil((time.time() + 86400) / 60) * 60
+    srv = Server(db=tmp_path / "s.db", config=CONFIG,
+                 env={"SKEINO_CLOCK_OFFSET_SECONDS": str(boundary - 20 - time.time())}).start()
+    alice, bob = client_for(srv, "alice"), client_for(srv, "bob")
+    try:
+        thread = await alice.threads.create()
+        tid = thread["thread_id"]
+        await alice.crons.create_for_thread(tid, "whoami", schedule="* * * * *", input={})
+        async with asyncio.timeout(120):
+            while not (runs := await alice.runs.list(tid)):
+                await asyncio.sleep(0.2)
+        result = await alice.runs.join(tid, runs[0]["run_id"])
+        assert result["user_id"] == "alice" and result["runtime_user"] == "alice"
+        assert runs[0]["metadata"]["owner"] == "alice"  # through alice's create_run handler
+        await absent(bob.runs.list(tid))
+    finally:
+        await alice.http.client.aclose()
+        await bob.http.client.aclose()
+        srv.stop()
 
 
 def test_custom_auth_and_api_keys_together_are_refused(tmp_path: Path) -> None:

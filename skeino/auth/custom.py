@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import inspect
 import logging
+import sys
 from collections.abc import Mapping
 from typing import Any, Callable
 
@@ -42,6 +43,10 @@ class HandlerFailed(SkeinoError):
     """A handler returned something skeino cannot use: the deployment's code is at fault, not the caller."""
 
     status_code = 500
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail)
+        logger.error("custom auth: %s", detail)  # the operator must see it, not only the caller
 
 
 def _authenticate_params(fn: Callable[..., Any], where: str) -> frozenset[str]:
@@ -121,8 +126,6 @@ class CustomAuth:
         from skeino.graphs import import_object
 
         for dep in config.dependencies:  # the auth module may import the project's own packages
-            import sys
-
             if str(dep) not in sys.path:
                 sys.path.insert(0, str(dep))
         target = import_object(settings["path"], config.base_dir, where, "auth")

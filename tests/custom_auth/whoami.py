@@ -23,7 +23,7 @@ def whoami(state: State, config: RunnableConfig, runtime: Runtime) -> dict[str, 
     info = getattr(runtime, "server_info", None)
     return {
         "user_id": conf.get("langgraph_auth_user_id"),
-        "user_field": user["team"] if user is not None else None,
+        "user_field": user.get("team") if user is not None else None,
         "permissions": list(conf.get("langgraph_auth_permissions") or []),
         "runtime_user": info.user.identity if info is not None and info.user is not None else None,
     }
