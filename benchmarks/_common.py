@@ -41,6 +41,25 @@ def add_common_options(p: Any) -> None:
                    help="client event loop; auto = uvloop when installed (as uvicorn does for the server)")
     p.add_argument("--label", help="free text copied into every server figure (e.g. which server --url is)")
     p.add_argument("--keep-server-files", action="store_true", help="keep the started server's DB and log")
+    p.add_argument("--auth", default="none", choices=AUTH_MODES,
+                   help="started server's authentication: none, apikey (SKEINO_API_KEYS), or custom "
+                        "(langgraph.auth.json: custom auth with an owner filter); requests carry the credential")
+
+
+# The --auth modes: what the started server is given and what every request carries.
+AUTH_MODES = ("none", "apikey", "custom")
+BENCH_API_KEY = "bench-api-key-" + "k" * 24
+AUTH_CONFIG = BENCH_DIR / "langgraph.auth.json"
+CUSTOM_TOKEN = "bench-user-token"  # the one token benchmarks/auth.py accepts
+
+
+def auth_setup(mode: str, config: Path) -> tuple[Path, dict[str, str], dict[str, str]]:
+    """(config, server environment, request headers) for an --auth mode."""
+    if mode == "apikey":
+        return config, {"SKEINO_API_KEYS": BENCH_API_KEY}, {"x-api-key": BENCH_API_KEY}
+    if mode == "custom":
+        return AUTH_CONFIG, {}, {"Authorization": f"Bearer {CUSTOM_TOKEN}"}
+    return config, {}, {}
 
 
 def emit(record: dict[str, Any]) -> None:
@@ -334,12 +353,13 @@ def sigterm_as_exit() -> None:
 
 
 # HTTP -----------------------------------------------------------------------------------
-def http_client(base_url: str, connections: int, timeout: float = 60.0) -> Any:
+def http_client(base_url: str, connections: int, timeout: float = 60.0, headers: dict[str, str] | None = None) -> Any:
     """One keep-alive httpx.AsyncClient sized for `connections` simultaneous requests."""
     import httpx
 
     return httpx.AsyncClient(
         base_url=base_url,
+        headers=headers,
         limits=httpx.Limits(max_connections=connections, max_keepalive_connections=connections),
         timeout=httpx.Timeout(timeout, connect=min(timeout, 30.0)),
         trust_env=False,  # never route loopback traffic through a proxy from the environment

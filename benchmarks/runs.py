@@ -38,7 +38,7 @@ from typing import Any, Awaitable, Callable
 
 from _common import (
     add_common_options,
-    DEFAULT_CONFIG, CpuMeter, ServerProcess, check_loopback, emit, environment_record, floor_checkpointer,
+    DEFAULT_CONFIG, CpuMeter, ServerProcess, auth_setup, check_loopback, emit, environment_record, floor_checkpointer,
     http_client, import_example_graph, latency_fields, log, loop_name, parse_list, proc_memory_kb, raise_nofile,
     run_main, short_error, sigterm_as_exit, wall,
 )
@@ -98,8 +98,8 @@ class HttpxClient:
 
     name = "httpx"
 
-    def __init__(self, url: str, connections: int) -> None:
-        self.http = http_client(url, connections)
+    def __init__(self, url: str, connections: int, headers: dict[str, str]) -> None:
+        self.http = http_client(url, connections, headers=headers)
 
     async def create_thread(self) -> str:
         r = await self.http.post("/threads", json={})
@@ -121,10 +121,13 @@ class SdkClient:
 
     name = "sdk"
 
-    def __init__(self, url: str, connections: int) -> None:
+    def __init__(self, url: str, connections: int, headers: dict[str, str]) -> None:
         from langgraph_sdk import get_client
 
-        self.client = get_client(url=url, timeout=60.0)
+        # The SDK sends an API key itself (x-api-key) and refuses it among other headers.
+        headers = dict(headers)
+        key = headers.pop("x-api-key", None)
+        self.client = get_client(url=url, timeout=60.0, api_key=key, headers=headers)
 
     async def create_thread(self) -> str:
         return (await self.client.threads.create())["thread_id"]
@@ -190,8 +193,8 @@ async def _throughput(concurrency: int, total: int, setup: Callable[[int], Await
 async def server_side(args: argparse.Namespace, url: str, server_pid: int | None, floors: dict[str, Any]) -> None:
     biggest = max(args.concurrency)
     for client_name in args.clients:
-        client = CLIENTS[client_name](url, biggest)
-        common = {"target": "server", "client": client_name, "graph": GRAPH}
+        client = CLIENTS[client_name](url, biggest, args.auth_headers)
+        common = {"target": "server", "client": client_name, "graph": GRAPH, "auth": args.auth}
         if args.label:
             common["label"] = args.label
         try:
@@ -265,6 +268,7 @@ async def main(args: argparse.Namespace) -> None:
     emit(environment_record("runs.py", loop_name(args.loop), {
         "n": args.n, "warmup": args.warmup, "concurrency": args.concurrency, "throughput_runs": args.throughput_runs,
         "url": args.url or "started by the script", "targets": args.targets, "clients": args.clients,
+        "auth": args.auth,
     }))
     floors: dict[str, Any] = {}
     if "inprocess" in args.targets:
@@ -272,10 +276,11 @@ async def main(args: argparse.Namespace) -> None:
         floors = await inprocess(args)
     if "server" not in args.targets:
         return
+    config, env, args.auth_headers = auth_setup(args.auth, args.config)
     if args.url:
         await server_side(args, check_loopback(args.url), args.server_pid, floors)
         return
-    server = ServerProcess(args.config, keep_dir=args.keep_server_files)
+    server = ServerProcess(config, env=env, keep_dir=args.keep_server_files)
     with server:
         await server_side(args, server.url, server.pid, floors)
 
