@@ -16,6 +16,7 @@ One `ProtocolMapper` per run, fed the same `(namespace, mode, chunk)` items as t
 
 from __future__ import annotations
 
+import logging
 import time
 from typing import Any
 
@@ -36,6 +37,8 @@ from skeino import serde
 from skeino.runtime.threadlog import ProtocolEvent, ThreadLog, next_seq
 
 Namespace = tuple[str, ...]
+
+logger = logging.getLogger("skeino.runs")
 
 # LangGraph stream modes a run started through the v2 protocol asks for, so every
 # channel has something to carry.
@@ -130,6 +133,13 @@ class ProtocolMapper:
 
     # chunks -----------------------------------------------------------------------
     def feed(self, ns: Namespace, mode: str, chunk: Any) -> None:
+        """Map one chunk; a chunk the mapper cannot read costs the v2 stream that event, never the run."""
+        try:
+            self._feed(ns, mode, chunk)
+        except Exception:
+            logger.warning("run %s: no protocol-v2 event for a %s chunk", self._run_id, mode, exc_info=True)
+
+    def _feed(self, ns: Namespace, mode: str, chunk: Any) -> None:
         self._open_namespaces(ns)
         if mode == "values":
             self._values(ns, chunk)
