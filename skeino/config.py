@@ -265,7 +265,8 @@ def _check_cors(cors: Any, path: Path) -> None:
         raise ConfigError(f"{path}: 'http.cors' must be an object")
     unknown = sorted(set(cors) - CORS_KEYS)
     if unknown:
-        raise ConfigError(f"{path}: 'http.cors.{unknown[0]}' is not a CORS option (known: {', '.join(sorted(CORS_KEYS))})")
+        known = ", ".join(sorted(CORS_KEYS))
+        raise ConfigError(f"{path}: 'http.cors.{unknown[0]}' is not a CORS option (known: {known})")
     origins = cors.get("allow_origins", [])
     if not isinstance(origins, list) or not all(isinstance(o, str) for o in origins):
         raise ConfigError(f"{path}: 'http.cors.allow_origins' must be a list of origins")

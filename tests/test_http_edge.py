@@ -19,7 +19,8 @@ ZERO = "00000000-0000-0000-0000-000000000000"
 pytestmark = pytest.mark.usefixtures("no_server_errors")
 
 
-@pytest.mark.parametrize("content_type", ["text/plain", "text/plain;charset=UTF-8", None, "application/x-www-form-urlencoded"])
+@pytest.mark.parametrize("content_type",
+                         ["text/plain", "text/plain;charset=UTF-8", None, "application/x-www-form-urlencoded"])
 async def test_bodies_are_json_whatever_their_content_type(client: Any, content_type: str | None) -> None:
     marker = tag()
     headers = {"content-type": content_type} if content_type else {}

@@ -24,6 +24,7 @@ from sse_starlette.sse import EventSourceResponse
 
 from skeino import __version__, serde
 from skeino.api.deps import JSON, runtime
+from skeino.api.responses import errors, json_or_sse
 from skeino.errors import BadRequest, NotFound, SkeinoError
 from skeino.runtime.assistants import is_uuid
 from skeino.runtime.core import Runtime
@@ -32,7 +33,7 @@ from skeino.streaming import a2a as shapes
 
 logger = logging.getLogger("skeino.a2a")
 
-router = APIRouter(tags=["a2a"])
+router = APIRouter(tags=["a2a"], responses=errors(400, 404))
 
 PARSE_ERROR, INVALID_REQUEST, METHOD_NOT_FOUND, INVALID_PARAMS, INTERNAL_ERROR = -32700, -32600, -32601, -32602, -32603
 TASK_NOT_FOUND, TASK_NOT_CANCELABLE, UNSUPPORTED_OPERATION, CONTENT_TYPE_NOT_SUPPORTED = -32001, -32002, -32004, -32005
@@ -280,7 +281,8 @@ async def _cancel(rt: Runtime, assistant_id: str, params: Any) -> a2a.Task:
 _METHODS = {"message/send": _send, "tasks/get": _get, "tasks/cancel": _cancel}
 
 
-@router.post("/a2a/{assistant_id}")
+@router.post("/a2a/{assistant_id}", responses={**json_or_sse("A JSON-RPC answer, or events for message/stream"),
+                                                 202: {"description": "A notification: no answer"}})
 @router.post("/a2a/{assistant_id}/", include_in_schema=False)
 async def a2a_endpoint(assistant_id: str, request: Request, rt: Runtime = Depends(runtime)) -> Response:
     """One JSON-RPC 2.0 request: message/send, message/stream (answered as SSE), tasks/get or tasks/cancel."""

@@ -15,7 +15,9 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from skeino import __version__
 from skeino.api import a2a, assistants, crons, mcp, meta, openai, protocol, runs, store, studio, threads
 from skeino.api.deps import JSON
+from skeino.api.inputs import document_ids
 from skeino.api.middleware import RequestLayer
+from skeino.api.responses import ANY_ROUTE
 from skeino.api.security import SecurityLayer, cors_options, require_scope
 from skeino.auth.guard import Guard
 from skeino.config import Config
@@ -63,8 +65,10 @@ def create_app(config: Config, registry: GraphRegistry | None = None, guard: Gua
             guard.audit.close()
 
     app = FastAPI(title="skeino", version=__version__, lifespan=lifespan, default_response_class=JSON,
-                  dependencies=[Depends(require_scope)])
+                  dependencies=[Depends(require_scope)], responses=ANY_ROUTE)
     app.state.runtime = rt
+    base_openapi = app.openapi
+    app.openapi = lambda: document_ids(base_openapi())  # type: ignore[method-assign]
     app.state.guard = guard
     _install_error_handlers(app)
     # Added last runs first: the request layer (ids, metrics, 500s) wraps the security checks.

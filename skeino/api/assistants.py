@@ -9,11 +9,12 @@ from fastapi.responses import Response
 
 from skeino.api.deps import paged, runtime
 from skeino.api.inputs import JsonRoute
+from skeino.api.responses import errors
 from skeino.runtime.core import Runtime
 from skeino.schemas import (AssistantCount, AssistantCreate, AssistantLatest, AssistantPatch, AssistantSearch,
                             AssistantVersions)
 
-router = APIRouter(prefix="/assistants", tags=["assistants"], route_class=JsonRoute)
+router = APIRouter(prefix="/assistants", tags=["assistants"], route_class=JsonRoute, responses=errors(404, 409))
 
 
 @router.post("")

@@ -9,10 +9,11 @@ from fastapi.responses import Response
 
 from skeino.api.deps import paged, runtime
 from skeino.api.inputs import JsonRoute
+from skeino.api.responses import errors
 from skeino.runtime.core import Runtime
 from skeino.schemas import CronCount, CronCreate, CronPatch, CronSearch, ThreadCronCreate
 
-router = APIRouter(tags=["crons"], route_class=JsonRoute)
+router = APIRouter(tags=["crons"], route_class=JsonRoute, responses=errors(400, 404, 409, 501))
 
 
 @router.post("/threads/{thread_id}/runs/crons")

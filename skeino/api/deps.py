@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any, Awaitable, Callable, TypeVar
 
 from fastapi import Header, Request
-from fastapi.responses import Response
+from fastapi.responses import JSONResponse, Response
 
 from skeino import serde
 from skeino.runtime.core import Runtime
@@ -14,8 +14,11 @@ from skeino.runtime.idempotency import check_key, fingerprint
 T = TypeVar("T")
 
 
-class JSON(Response):
-    """JSON via orjson, understanding LangChain messages and other graph values."""
+class JSON(JSONResponse):
+    """JSON via orjson, understanding LangChain messages and other graph values.
+
+    A JSONResponse, so /openapi.json documents the routes' answers as JSON, not as strings.
+    """
 
     media_type = "application/json"
 

@@ -125,6 +125,16 @@ def check_ids(path_params: dict[str, Any]) -> None:
                                            "msg": "Input should be a valid UUID"}])
 
 
+def document_ids(openapi: dict[str, Any]) -> dict[str, Any]:
+    """Mark the path ids checked above as UUIDs in /openapi.json, so clients and fuzzers know."""
+    for operations in openapi.get("paths", {}).values():
+        for operation in operations.values():
+            for param in operation.get("parameters", []) if isinstance(operation, dict) else []:
+                if param.get("in") == "path" and param.get("name") in UUID_PARAMS:
+                    param["schema"] = {**param.get("schema", {}), "format": "uuid"}
+    return openapi
+
+
 class JsonRoute(APIRoute):
     """A route whose path ids and JSON body (read whatever its Content-Type) are checked before validation."""
 

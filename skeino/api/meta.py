@@ -11,11 +11,12 @@ from fastapi.responses import Response
 from skeino import __version__
 from skeino.api.deps import runtime
 from skeino.api.inputs import JsonRoute
+from skeino.api.responses import errors
 from skeino.errors import NotFound
 from skeino.runtime.compat import STRICT_RESUME
 from skeino.runtime.core import Runtime
 
-router = APIRouter(tags=["meta"], route_class=JsonRoute)
+router = APIRouter(tags=["meta"], route_class=JsonRoute, responses=errors(404, 503))
 
 
 @router.get("/ok")

@@ -21,6 +21,7 @@ from sse_starlette.sse import EventSourceResponse
 from skeino import serde
 from skeino.api.deps import JSON, runtime
 from skeino.api.inputs import JsonRoute
+from skeino.api.responses import json_or_sse, openai_errors
 from skeino.errors import NotFound, SkeinoError
 from skeino.runtime.assistants import is_uuid
 from skeino.runtime.broker import RunStream
@@ -99,7 +100,8 @@ class OpenAIRoute(JsonRoute):
         return guarded
 
 
-router = APIRouter(prefix="/v1", tags=["openai"], route_class=OpenAIRoute)
+router = APIRouter(prefix="/v1", tags=["openai"], route_class=OpenAIRoute,
+                   responses=openai_errors(400, 404, 409, 500, 501, 503))
 
 
 # request ---------------------------------------------------------------------------------
@@ -373,7 +375,7 @@ def _thread_headers(run: Record) -> dict[str, str]:
     return {THREAD_HEADER: run["thread_id"], "Content-Location": f"/threads/{run['thread_id']}/runs/{run['run_id']}"}
 
 
-@router.post("/chat/completions")
+@router.post("/chat/completions", responses=json_or_sse("A chat completion, or its chunks when `stream` is true"))
 async def chat_completions(body: ChatCompletionRequest, request: Request,
                            thread_id: str | None = Header(None, alias=THREAD_HEADER),
                            rt: Runtime = Depends(runtime)) -> Response:

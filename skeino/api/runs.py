@@ -11,6 +11,7 @@ from fastapi.responses import Response
 
 from skeino.api.deps import JSON, Idempotent, idempotent, runtime
 from skeino.api.inputs import INT_MAX, JsonRoute
+from skeino.api.responses import SSE, accepted_or_done, errors
 from skeino.errors import Invalid
 from skeino.runtime.broker import Event
 from skeino.runtime.core import Runtime
@@ -18,7 +19,7 @@ from skeino.schemas import RunCreate, RunsCancel
 from skeino.storage.base import Record
 from skeino.streaming.sse import event_stream
 
-router = APIRouter(tags=["runs"], route_class=JsonRoute)
+router = APIRouter(tags=["runs"], route_class=JsonRoute, responses=errors(400, 404, 409, 501, 503))
 
 # Events a filtered join delivers whatever modes it asked for. The official server drops
 # everything not requested, errors included; skeino still tells a client its run failed.
@@ -143,7 +144,7 @@ async def create_run(thread_id: str, body: RunCreate, rt: Runtime = Depends(runt
     return JSON(run, headers=_run_headers(run, "stream"))
 
 
-@router.post("/threads/{thread_id}/runs/stream")
+@router.post("/threads/{thread_id}/runs/stream", responses=SSE)
 async def stream_run(thread_id: str, body: RunCreate, rt: Runtime = Depends(runtime),
                      once: Idempotent = Depends(idempotent)) -> Response:
     return await _create_and_stream(rt, once, thread_id, body)
@@ -172,7 +173,7 @@ async def delete_run(thread_id: str, run_id: str, rt: Runtime = Depends(runtime)
     return Response(status_code=204)
 
 
-@router.post("/threads/{thread_id}/runs/{run_id}/cancel")
+@router.post("/threads/{thread_id}/runs/{run_id}/cancel", status_code=202, responses=accepted_or_done())
 async def cancel_run(thread_id: str, run_id: str, wait: bool = False,
                      action: Literal["interrupt", "rollback"] = "interrupt", rt: Runtime = Depends(runtime)) -> Response:
     await rt.runs.cancel(thread_id, run_id, wait=wait, action=action)
@@ -184,7 +185,7 @@ async def join_run(thread_id: str, run_id: str, rt: Runtime = Depends(runtime)) 
     return await rt.runs.join(thread_id, run_id)
 
 
-@router.get("/threads/{thread_id}/runs/{run_id}/stream")
+@router.get("/threads/{thread_id}/runs/{run_id}/stream", responses=SSE)
 async def join_run_stream(thread_id: str, run_id: str, cancel_on_disconnect: bool = False,
                           stream_mode: list[str] | None = Query(None),
                           last_event_id: str | None = Header(None, alias="Last-Event-ID"),
@@ -194,7 +195,7 @@ async def join_run_stream(thread_id: str, run_id: str, cancel_on_disconnect: boo
                             cancel_on_abort=cancel_on_disconnect, modes=stream_mode)
 
 
-@router.get("/threads/{thread_id}/stream")
+@router.get("/threads/{thread_id}/stream", responses=SSE)
 async def join_thread_stream(thread_id: str, stream_mode: list[str] | None = Query(None),
                              rt: Runtime = Depends(runtime)) -> Response:
     await rt.threads.get(thread_id)
@@ -211,7 +212,7 @@ async def create_stateless_run(body: RunCreate, rt: Runtime = Depends(runtime),
     return JSON(run, headers=_run_headers(run, "stream"))
 
 
-@router.post("/runs/stream")
+@router.post("/runs/stream", responses=SSE)
 async def stream_stateless_run(body: RunCreate, rt: Runtime = Depends(runtime),
                                once: Idempotent = Depends(idempotent)) -> Response:
     return await _create_and_stream(rt, once, None, body)

@@ -9,10 +9,11 @@ from fastapi.responses import Response
 
 from skeino.api.deps import runtime
 from skeino.api.inputs import JsonRoute
+from skeino.api.responses import errors
 from skeino.runtime.core import Runtime
 from skeino.schemas import StoreDelete, StoreNamespaces, StorePut, StoreSearch
 
-router = APIRouter(prefix="/store", tags=["store"], route_class=JsonRoute)
+router = APIRouter(prefix="/store", tags=["store"], route_class=JsonRoute, responses=errors(404, 501))
 
 
 @router.put("/items", status_code=204)

@@ -9,12 +9,13 @@ from fastapi.responses import Response
 
 from skeino.api.deps import Idempotent, idempotent, runtime
 from skeino.api.inputs import JsonRoute
+from skeino.api.responses import errors
 from skeino.errors import NotSupported
 from skeino.runtime.core import Runtime
 from skeino.schemas import (HistoryQuery, StateAtCheckpoint, StateField, StateUpdate, ThreadCount, ThreadCreate,
                             ThreadPatch, ThreadPrune, ThreadSearch)
 
-router = APIRouter(prefix="/threads", tags=["threads"], route_class=JsonRoute)
+router = APIRouter(prefix="/threads", tags=["threads"], route_class=JsonRoute, responses=errors(400, 404, 409, 501))
 
 
 def _project(state: dict[str, Any], select: list[Any] | None) -> dict[str, Any]:
