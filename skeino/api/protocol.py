@@ -21,6 +21,7 @@ from fastapi.responses import Response
 
 from skeino.api.commands import Commands, error, malformed, success
 from skeino.api.deps import JSON, runtime
+from skeino.api.responses import SSE, errors
 from skeino.errors import BadRequest
 from skeino.runtime.broker import Event
 from skeino.runtime.core import Runtime
@@ -28,13 +29,15 @@ from skeino.runtime.threadlog import ProtocolEvent, ThreadLog
 from skeino.streaming.protocol import matches, parse_filter
 from skeino.streaming.sse import event_stream
 
-router = APIRouter(tags=["threads"])
+router = APIRouter(tags=["threads"], responses=errors(400, 404))
 
 Filter = tuple[frozenset[str], list[list[str]] | None, int | None]
 # How many sent seqs a socket remembers; clients also drop repeats by event_id.
 _SENT_WINDOW = 10_000
 # Commands a WebSocket sends that change the thread, so they need the runs:write scope.
 _WRITES = {"run.start", "input.respond"}
+# A command that is not one is refused in the protocol's own error shape, not as {"detail"}.
+PROTOCOL_REFUSAL = {400: {"description": "Not a protocol command", "content": {"application/json": {}}}}
 
 
 async def _json_body(request: Request) -> Any:
@@ -59,7 +62,7 @@ async def _filtered(log: ThreadLog, wanted: Filter, since: int) -> AsyncIterator
             yield out
 
 
-@router.post("/threads/{thread_id}/stream/events")
+@router.post("/threads/{thread_id}/stream/events", responses=SSE)
 async def thread_events(thread_id: str, request: Request, rt: Runtime = Depends(runtime)) -> Response:
     body = await _json_body(request)
     wanted = parse_filter(body)
@@ -72,7 +75,7 @@ async def thread_events(thread_id: str, request: Request, rt: Runtime = Depends(
     return event_stream(_filtered(log, wanted, since), heartbeat=rt.settings.heartbeat_seconds)
 
 
-@router.post("/threads/{thread_id}/commands")
+@router.post("/threads/{thread_id}/commands", responses=PROTOCOL_REFUSAL)
 async def thread_command(thread_id: str, request: Request, rt: Runtime = Depends(runtime)) -> Response:
     payload = await _json_body(request)
     refusal = malformed(payload)
