@@ -374,3 +374,22 @@ async def test_websocket_unsubscribe_and_reconnect(server: Server) -> None:
         assert back["result"] == {"restored": True, "missed_events": 2}
         await read_until(lambda: len(events) == 6)
         assert events[4:] == first[2:]
+
+
+async def test_run_start_follows_the_multitask_rules(server: Server, client: Any) -> None:
+    tid = str(uuid.uuid4())
+    async with httpx.AsyncClient(base_url=server.url, timeout=10) as http:
+        async def start(cid: int, params: dict[str, Any]) -> dict[str, Any]:
+            body = {"id": cid, "method": "run.start", "params": {"assistant_id": "slow", **params}}
+            return (await http.post(f"/threads/{tid}/commands", json=body)).json()
+
+        first = await start(1, {"input": {"seconds": 30}})
+        refused = await start(2, {"input": {"seconds": 0}, "multitask_strategy": "reject"})
+        assert refused["type"] == "error" and refused["error"] == "invalid_argument", refused
+        queued = await start(3, {"input": {"seconds": 0}})  # enqueue, as on v1
+        replacing = await start(4, {"input": {"seconds": 0}, "multitask_strategy": "interrupt"})
+        assert all(r["type"] == "success" for r in (first, queued, replacing))
+        await client.runs.join(tid, replacing["result"]["run_id"])
+        statuses = {r["run_id"]: r["status"] for r in await client.runs.list(tid)}
+        assert statuses[first["result"]["run_id"]] == "interrupted"
+        assert statuses[replacing["result"]["run_id"]] == "success"
