@@ -175,6 +175,31 @@ async def test_store_ttl_belongs_to_the_latest_put(storage: Storage) -> None:
     assert kept == {"renewed": {"v": 3}, "later": {"v": 5}}
 
 
+async def test_store_reads_that_refresh_ttls_beside_other_writers_log_no_error(
+        storage: Storage, caplog: pytest.LogCaptureFixture) -> None:
+    # The store's own connection writes (TTL refreshes) while the backend's commits runs and
+    # threads: each must wait for the other, never give up ("database is locked").
+    ns = ("contract-store-busy", new_id())
+    for i in range(5):
+        await storage.store.aput(ns, f"k{i}", {"v": i}, ttl=60)
+    done = asyncio.Event()
+
+    async def writer() -> None:
+        while not done.is_set():
+            await storage.thread_create(thread())
+
+    task = asyncio.create_task(writer())
+    try:
+        with caplog.at_level("ERROR", logger="langgraph.store"):
+            for _ in range(200):
+                assert len(await storage.store.asearch(ns, refresh_ttl=True)) == 5
+                await storage.store.aget(ns, "k0", refresh_ttl=True)
+    finally:
+        done.set()
+        await task
+    assert [r.getMessage() for r in caplog.records if r.name.startswith("langgraph.store")] == []
+
+
 # timestamps --------------------------------------------------------------------------------------
 # What every backend writes: ISO 8601 with a "T", in UTC with an explicit +00:00 offset, as
 # Python's isoformat() gives; clients parse them and the official server sends the same shape.

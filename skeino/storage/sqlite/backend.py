@@ -26,13 +26,12 @@ import orjson
 from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.base import BaseCheckpointSaver, ChannelVersions, Checkpoint, CheckpointMetadata, CheckpointTuple
 from langgraph.checkpoint.sqlite import SqliteSaver
-from langgraph.store.sqlite.aio import AsyncSqliteStore
 
 from skeino.storage.access import AccessFilter, matches_json
 from skeino.storage import query
 from skeino.storage.base import QueueFull, QueueLimits, Record, SortOrder, json_contains, iso_from_epoch, now_iso
 from skeino.storage.query import ASSISTANT_COLS, JSON_COLS, RUN_COLS, THREAD_COLS
-from skeino.storage.sqlite.driver import setup_saver, sqlite_api
+from skeino.storage.sqlite.driver import SqliteStore, setup_saver, sqlite_api
 from skeino.storage.sqlite.common import DIALECT, _dec, _enc, _threaded
 from skeino.storage.sqlite.crons import CronTables
 from skeino.storage.sqlite.idempotency import IdempotencyTables
@@ -236,7 +235,7 @@ class SqliteStorage(CronTables, IdempotencyTables):
         self._store_conn: aiosqlite.Connection | None = None
         self._saver: SqliteSaver
         self.checkpointer: ThreadedSqliteSaver
-        self.store: AsyncSqliteStore
+        self.store: SqliteStore
 
     # lifecycle ----------------------------------------------------------------
     async def open(self) -> None:
@@ -255,7 +254,7 @@ class SqliteStorage(CronTables, IdempotencyTables):
         # so a sweeper always runs (every minute unless configured). Reads refresh TTLs unless
         # told not to, as the official server's default is (LangGraph's SQLite store's is not).
         ttl = {"sweep_interval_minutes": 1, "refresh_on_read": True, **(self._store_config.get("ttl") or {})}
-        self.store = AsyncSqliteStore(self._store_conn, ttl=ttl, index=self._index)  # type: ignore[arg-type]
+        self.store = SqliteStore(self._store_conn, ttl=ttl, index=self._index)  # type: ignore[arg-type]
         await self.store.setup()
         await self.store.start_ttl_sweeper()
 
