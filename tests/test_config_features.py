@@ -40,6 +40,19 @@ async def test_cors_and_disabled_routes(tmp_path: Path) -> None:
         server.stop()
 
 
+async def test_info_flags_follow_the_disabled_routes(tmp_path: Path) -> None:
+    config = write_config(tmp_path, http={"disable_runs": True, "disable_assistants": True})
+    server = Server(db=tmp_path / "skeino.db", config=config).start()
+    try:
+        async with httpx.AsyncClient(base_url=server.url) as http:
+            flags = (await http.get("/info")).json()["flags"]
+            assert flags["assistants"] is False and flags["crons"] is False
+            assert (await http.post("/runs/crons/search", json={})).status_code == 404
+            assert (await http.post("/assistants/search", json={})).status_code == 404
+    finally:
+        server.stop()
+
+
 async def test_store_items_expire(tmp_path: Path) -> None:
     config = write_config(tmp_path, store={"ttl": {"sweep_interval_minutes": 0.005}})
     server = Server(db=tmp_path / "skeino.db", config=config).start()

@@ -186,3 +186,9 @@ async def test_ids_and_bodies_are_checked_before_anything_is_written(client: Any
     r = await raw(client, "POST", "/threads", json={"metadata": {"marker": marker, "n": 2**70}})
     assert r.status_code == 422
     assert await client.threads.count(metadata={"marker": marker}) == 0
+
+
+async def test_info_flags_say_what_this_server_supports(client: Any) -> None:
+    info = await client.http.get("/info")
+    # The official server also sends langsmith_tracing_*: true; skeino sends no LangSmith traces.
+    assert info["flags"] == {"assistants": True, "crons": True, "langsmith": False, "strict_resume": True}

@@ -50,12 +50,16 @@ async def initial_message(rt: Runtime = Depends(runtime)) -> Any:
 
 @router.get("/info")
 async def info(rt: Runtime = Depends(runtime)) -> Any:
+    """What this server is and supports; each flag true only when the feature answers here."""
+    http = rt.config.http
     return {
         "status": "ok",
         "name": "skeino",
         "version": __version__,
         "langgraph_py_version": langgraph.version.__version__,
         "graphs": rt.registry.ids(),
-        "flags": {"assistants": True, "crons": True, "langsmith": False, "strict_resume": STRICT_RESUME},
+        # The official server's langsmith_tracing_* flags are left out: skeino sends no LangSmith traces.
+        "flags": {"assistants": not http.get("disable_assistants"), "crons": not http.get("disable_runs"),
+                  "langsmith": False, "strict_resume": STRICT_RESUME},
         "host": {"kind": "self-hosted"},
     }
