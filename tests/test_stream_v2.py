@@ -393,3 +393,41 @@ async def test_run_start_follows_the_multitask_rules(server: Server, client: Any
         statuses = {r["run_id"]: r["status"] for r in await client.runs.list(tid)}
         assert statuses[first["result"]["run_id"]] == "interrupted"
         assert statuses[replacing["result"]["run_id"]] == "success"
+
+
+async def test_websocket_frames_follow_the_official_capture(server: Server) -> None:
+    """The same commands on one socket get the same answers and the same events as on the official server."""
+    lines = (CAPTURES / "v2-websocket-chat_hitl.txt").read_text().splitlines()
+    sent = [json.loads(line[2:]) for line in lines if line.startswith("> ")]
+    received = [json.loads(line[2:]) for line in lines if line.startswith("< ")]
+    ref_events = [m for m in received if m["type"] == "event"]
+    tid = str(uuid.uuid4())
+    got: list[dict[str, Any]] = []
+
+    async def until(done: Any) -> None:
+        async with asyncio.timeout(20):
+            while not done():
+                got.append(json.loads(await ws.recv()))
+
+    async with connect(f"ws://127.0.0.1:{server.port}/threads/{tid}/stream/events") as ws:
+        for command in sent:
+            if command["method"] == "input.respond" and command["params"]["interrupt_id"] != "nope":
+                await until(lambda: any(_root_end(m) for m in got if m["type"] == "event"))
+                asked = next(m for m in got if m.get("method") == "input.requested")
+                command = {**command, "params": {**command["params"],
+                                                 "interrupt_id": asked["params"]["data"]["interrupt_id"]}}
+            if command["id"] == 4:  # after the resumed run has ended, as in the capture
+                await until(lambda: sum(_root_end(m) for m in got if m["type"] == "event") == 2)
+            await ws.send(json.dumps(command))
+        await until(lambda: any(m.get("id") == 6 for m in got))
+    answers = {m["id"]: m for m in got if m["type"] != "event"}
+    ref_answers = {m["id"]: m for m in received if m["type"] != "event"}
+    assert sorted(answers) == sorted(ref_answers)
+    for cid, ref in ref_answers.items():
+        mine = answers[cid]
+        assert (mine["type"], mine.get("error"), sorted(mine.get("result") or {})) == \
+            (ref["type"], ref.get("error"), sorted(ref.get("result") or {})), cid
+    assert _shape([m for m in got if m["type"] == "event"]) == _shape(ref_events)
+    # An answer's meta names the last event the socket had sent by then.
+    seqs = [m["seq"] for m in got if m["type"] == "event"]
+    assert answers[3]["meta"]["applied_through_seq"] in seqs

@@ -106,6 +106,12 @@ class _Socket:
         async with self.lock:
             await self.ws.send_text(data.decode())
 
+    def answer(self, reply: dict[str, Any]) -> dict[str, Any]:
+        """An answer's meta names the last event this socket sent before it, as the official server's does."""
+        if "meta" in reply and self.sent:
+            reply["meta"] = {"applied_through_seq": next(reversed(self.sent))}
+        return reply
+
     async def allowed(self) -> bool | None:
         """Whether this socket may see the thread's events (None: the thread does not exist yet)."""
         return True if not self.guarded else await self.rt.threads.visible(self.thread_id)
@@ -208,7 +214,7 @@ async def thread_socket(websocket: WebSocket, thread_id: str) -> None:
             reply = refusal if refusal is not None else await socket.handle(payload)
             if reply is None:
                 return  # the socket was closed
-            await socket.send(reply)
+            await socket.send(socket.answer(reply))
     except WebSocketDisconnect:
         pass
     finally:
