@@ -73,7 +73,7 @@ class Settings:
     database_url: str | None = None
     database_pool_size: int = 20
     redis_url: str | None = None  # live events and cancel signals between replicas
-    replica_id: str | None = None  # names this process in run leases; a random id when unset
+    replica_id: str | None = None  # names this process in run leases; host:port when unset
     run_lease_seconds: float = 30.0  # a replica that stops renewing loses its runs this long after
     max_concurrent_runs: int = 2048
     # Pending runs accepted before creation is refused (503 server-wide, 429 for one thread); 0: no bound.

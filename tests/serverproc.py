@@ -69,6 +69,9 @@ class Server:
         args = list(self.extra_args)
         if BACKEND == "postgres" and "--database-url" not in args:
             args += ["--database-url", database_url(self.db)]
+            # A server restarted on the same data is the same replica (on another port):
+            # with Redis it then recovers its runs at once instead of when their leases end.
+            env.setdefault("SKEINO_REPLICA_ID", f"replica-{self.db}")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "skeino.cli", self.command, "--config", str(self.config), "--port", str(self.port),
              "--db", str(self.db), "--log-level", "warning", *args],

@@ -82,6 +82,17 @@ async def test_leases_renew_expire_and_are_taken_over_once(storage: Storage) -> 
     assert await storage.runs_renew("a", 30, [r["run_id"]], now=t0 + 61) == []  # a lost it
 
 
+async def test_a_restarting_replica_ends_its_old_leases(storage: Storage) -> None:
+    _, (mine,) = await made(storage, 1)
+    owner = f"old-{new_id()}"
+    assert await claim(storage, [mine], owner=owner) == [mine["run_id"]]
+    _, (other,) = await made(storage, 1)
+    assert await claim(storage, [other], owner="someone-else") == [other["run_id"]]
+    assert await storage.runs_expire_leases(owner) == 1
+    expired = {r["run_id"] for r in await storage.runs_lease_expired(limit=ALL)}
+    assert mine["run_id"] in expired and other["run_id"] not in expired
+
+
 async def test_concurrent_claimers_never_share_a_run_or_a_thread(backend: Backend) -> None:
     replicas = [backend.make() for _ in range(3)]
     for s in replicas:

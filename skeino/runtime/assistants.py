@@ -22,13 +22,16 @@ def is_uuid(value: str) -> bool:
 
 
 class AssistantService:
-    def __init__(self, storage: Storage, registry: GraphRegistry, authz: Authorizer | None = None) -> None:
+    def __init__(self, storage: Storage, registry: GraphRegistry, authz: Authorizer | None = None, *,
+                 cache: bool = True) -> None:
         self._storage = storage
         self._registry = registry
         self._authz = authz or Authorizer(None)
         # Every run resolves its assistant; they change rarely and only through this
-        # service, which drops an entry whenever it writes one (one process per database).
+        # service, which drops an entry whenever it writes one (one process per database;
+        # replicas pass cache=False, since another process may write one).
         self._cache: dict[str, Record] = {}
+        self._caching = cache
 
     async def ensure_defaults(self) -> None:
         """Create each graph's default assistant once; a restart only brings its name and description up to date."""
@@ -70,7 +73,8 @@ class AssistantService:
             record = await self._storage.assistant_get(resolved) if is_uuid(resolved) else None
             if record is None:
                 raise NotFound(f"Assistant with ID {assistant_id} not found")
-            self._cache[resolved] = record
+            if self._caching:
+                self._cache[resolved] = record
         return record
 
     async def get_for_run(self, assistant_id: str) -> Record:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import weakref
+import logging
 from dataclasses import dataclass, field
 from typing import Any, AsyncIterator
 
@@ -18,6 +19,8 @@ from skeino import serde
 from skeino.runtime.threadlog import ThreadLog
 
 Event = tuple[int, str, bytes]  # (id, event name, JSON data)
+
+logger = logging.getLogger("skeino.broker")
 
 # Events are flushed to storage in batches of this size while the run is live.
 _FLUSH_EVERY = 256
@@ -37,6 +40,7 @@ class RunStream:
     flushed: int = 0
     # The thread's protocol-v2 log, which this run's executor also feeds.
     protocol: ThreadLog | None = None
+    mirrored: int = 0  # events already sent to the other replicas (see bus.RedisBus)
     # Created only while a subscriber waits, so a publish with nobody waiting is cheap.
     _waiter: asyncio.Future[None] | None = None
     _finished: asyncio.Event = field(default_factory=asyncio.Event)
@@ -97,8 +101,10 @@ class RunStream:
 class StreamBroker:
     """Owns every live run's log; knows which run a thread is executing now."""
 
-    def __init__(self, storage: Any, keep_seconds: float) -> None:
+    def __init__(self, storage: Any, keep_seconds: float, bus: Any = None) -> None:
         self._storage = storage
+        # With replicas, every event also goes to the bus, where the others follow it.
+        self.bus = bus
         self._keep_seconds = keep_seconds
         self._streams: dict[str, RunStream] = {}
         self._thread_runs: dict[str, asyncio.Event] = {}
@@ -138,6 +144,13 @@ class StreamBroker:
             signal.set()
 
     async def flush(self, stream: RunStream, force: bool = False) -> None:
+        if self.bus is not None and stream.mirrored < len(stream.events):
+            pending = stream.events[stream.mirrored:]
+            stream.mirrored += len(pending)
+            try:
+                await self.bus.publish(stream.run_id, pending)
+            except Exception as exc:  # the run goes on; followers elsewhere miss these events
+                logger.warning("run %s: sending events to other replicas failed: %s", stream.run_id, exc)
         if not stream.resumable:
             return
         pending = stream.events[stream.flushed:]
@@ -149,8 +162,18 @@ class StreamBroker:
         """Mark the run's log complete, persist it if resumable, expire it later."""
         await self.flush(stream, force=True)
         stream.finish(status, result)
+        await self.end_remote(stream.run_id, status, result)
         loop = asyncio.get_running_loop()
         self._expiry[stream.run_id] = loop.call_later(self._keep_seconds, self.drop, stream.run_id)
+
+    async def end_remote(self, run_id: str, status: str, result: Any) -> None:
+        """Tell followers on other replicas the run has ended."""
+        if self.bus is None:
+            return
+        try:
+            await self.bus.end(run_id, status, result)
+        except Exception as exc:  # followers fall back to the database once the run is final
+            logger.warning("run %s: announcing its end to other replicas failed: %s", run_id, exc)
 
     def drop(self, run_id: str) -> None:
         stream = self._streams.pop(run_id, None)

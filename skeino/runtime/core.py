@@ -4,18 +4,21 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 
 from skeino.auth.custom import Authorizer, CustomAuth
-from skeino.config import Config
+from skeino.config import Config, ConfigError
 from skeino.errors import Unavailable
 from skeino.graphs import GraphRegistry
 from skeino.runtime.assistants import AssistantService
 from skeino.runtime.broker import StreamBroker
+from skeino.runtime.bus import RedisBus, namespace
 from skeino.runtime.crons import Clock, CronScheduler, CronService
 from skeino.runtime.executor import RunExecutor
 from skeino.runtime.idempotency import Idempotency
 from skeino.runtime.metrics import Metrics
 from skeino.runtime.queue import RunQueue
+from skeino.runtime.replicas import SharedRunQueue
 from skeino.runtime.runs import RunService
 from skeino.runtime.store import StoreService
 from skeino.runtime.threads import ThreadService
@@ -37,11 +40,19 @@ class Runtime:
         self.storage: Storage = storage or create_storage(config)
         # Custom auth's handlers, asked by every service for each action (a no-op without auth.path).
         self.authz = Authorizer(custom_auth)
-        self.broker = StreamBroker(self.storage, self.settings.stream_keep_seconds)
+        self.bus = self._bus()
+        self.broker = StreamBroker(self.storage, self.settings.stream_keep_seconds, self.bus)
         self.metrics = Metrics(self.storage.run_counts) if self.settings.metrics else None
         self.executor = RunExecutor(self.storage, registry, self.broker, self.settings.run_timeout, self.metrics)
-        self.queue = RunQueue(self.storage, self.executor, self.broker, self.settings.max_concurrent_runs)
-        self.assistants = AssistantService(self.storage, registry, self.authz)
+        self.queue: RunQueue | SharedRunQueue
+        if self.bus is not None:
+            self.queue = SharedRunQueue(self.storage, self.executor, self.broker, self.bus,
+                                        self.settings.max_concurrent_runs, self.settings.run_lease_seconds,
+                                        self.settings.replica_id or f"{socket.gethostname()}:{self.settings.port}")
+        else:
+            self.queue = RunQueue(self.storage, self.executor, self.broker, self.settings.max_concurrent_runs)
+        # With replicas another process may change an assistant, so none is cached here.
+        self.assistants = AssistantService(self.storage, registry, self.authz, cache=self.bus is None)
         self.webhooks = WebhookSender(WebhookPolicy.from_config(self.settings, config.webhooks), self.storage,
                                       config.webhooks, disabled=bool(config.http.get("disable_webhooks")))
         self.executor.on_run_end.append(self.webhooks.run_ended)
@@ -57,6 +68,16 @@ class Runtime:
                                  Clock(self.settings.clock_offset_seconds), self.authz)
         self.cron_scheduler = CronScheduler(self.storage, self.crons)
         self.store: StoreService  # bound to the storage's store once it is open
+
+    def _bus(self) -> RedisBus | None:
+        """Redis between replicas when SKEINO_REDIS_URL is set (which needs a shared database)."""
+        settings = self.settings
+        if not settings.redis_url:
+            return None
+        if not settings.database_url:
+            raise ConfigError("SKEINO_REDIS_URL connects replicas sharing one database: "
+                              "set SKEINO_DATABASE_URL (postgresql://...) as well")
+        return RedisBus(settings.redis_url, namespace(settings.database_url), settings.stream_keep_seconds)
 
     async def delete_assistant(self, assistant_id: str, *, delete_threads: bool) -> None:
         """Delete an assistant and, when asked, every thread it ran on."""
@@ -80,11 +101,20 @@ class Runtime:
 
     async def start(self) -> None:
         await self.storage.open()
+        if self.bus is not None:
+            await self.bus.start()
+        elif not await self.storage.serve_alone():
+            # Without Redis, live events and cancels stay inside one process: a second
+            # replica would accept runs whose events its clients could never see.
+            raise ConfigError("another skeino server is already serving this database; several replicas "
+                              "need SKEINO_REDIS_URL for live events and cancellation (see docs/deployment.md)")
         self.registry.bind(self.storage.checkpointer, self.storage.store)
         self.store = StoreService(self.storage.store, self.authz, indexed=bool(self.config.store.get("index")))
         await self.assistants.ensure_defaults()
         await self.cron_scheduler.recover_claims()
         await self.runs.recover()
+        if isinstance(self.queue, SharedRunQueue):
+            await self.queue.start()
         self.thread_sweeper.start()
         await self.cron_scheduler.start()
 
@@ -94,4 +124,6 @@ class Runtime:
         await self.queue.shutdown(self.settings.shutdown_grace)
         await self.webhooks.stop()
         self.broker.close()
+        if self.bus is not None:
+            await self.bus.stop()
         await self.storage.close()

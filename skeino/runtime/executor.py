@@ -154,8 +154,7 @@ class RunExecutor:
                         stream.publish(event, data)
                     if protocol is not None:
                         protocol.feed(ns, mode, chunk)
-                    if stream.resumable:
-                        await self._broker.flush(stream)
+                    await self._broker.flush(stream)  # to storage (resumable) and other replicas
             status = "success"
         except asyncio.CancelledError:
             status = "interrupted"
@@ -176,15 +175,20 @@ class RunExecutor:
             result = None
         if protocol is not None:  # after the run's end is recorded, so a follow-up run sees it
             protocol.finish(status, str(failure) if failure is not None else None)
+        if kwargs.get("temporary"):
+            # Stateless run: its throwaway thread goes with it, before the stream ends, so a
+            # client that looks the run up on seeing the end finds it gone, not still running
+            # (the result reaches waiters through the stream).
+            try:
+                self._registry.ephemeral_checkpointer.delete_thread(thread_id)
+                await self._storage.thread_delete(thread_id)
+            except Exception:
+                logger.exception("deleting the thread of stateless run %s failed", run_id)
         await self._broker.finish(stream, status, result)
         if self._metrics is not None:
             self._metrics.run_finished(status, time.perf_counter() - started)
         for hook in self.on_run_end:
             hook(run, status, result, started_at)
-        if kwargs.get("temporary"):
-            # Stateless run: its throwaway thread goes once the result is handed over.
-            self._registry.ephemeral_checkpointer.delete_thread(thread_id)
-            await self._storage.thread_delete(thread_id)
         caller.reset(caller_token)
         return status
 

@@ -17,6 +17,7 @@ from skeino.runtime.assistants import AssistantService, is_uuid
 from skeino.runtime.broker import Event, RunStream, StreamBroker
 from skeino.runtime.compat import CONFIG_KEY_STRICT_RESUME, STRICT_RESUME
 from skeino.runtime.queue import RunQueue
+from skeino.runtime.replicas import SharedRunQueue
 from skeino.runtime.threads import new_thread_record
 from skeino.runtime.webhooks import WebhookSender
 from skeino.storage.base import RUN_FINAL, RUN_INFLIGHT, QueueFull, QueueLimits, Record, Storage, now_iso
@@ -69,8 +70,9 @@ def _queue_full(full: QueueFull) -> SkeinoError:
 
 
 class RunService:
-    def __init__(self, storage: Storage, assistants: AssistantService, broker: StreamBroker, queue: RunQueue,
-                 settings: Settings, webhooks: WebhookSender, authz: Authorizer | None = None) -> None:
+    def __init__(self, storage: Storage, assistants: AssistantService, broker: StreamBroker,
+                 queue: RunQueue | SharedRunQueue, settings: Settings, webhooks: WebhookSender,
+                 authz: Authorizer | None = None) -> None:
         self._storage = storage
         self._authz = authz or Authorizer(None)
         self._assistants = assistants
@@ -177,7 +179,10 @@ class RunService:
             "run_at": time.time() + float(body.get("after_seconds") or 0),
         }
         # Open the log before the run is visible to the worker so no subscriber misses an event.
-        stream = self._broker.open(run_id, thread_id, kwargs["resumable"])
+        # (With replicas any of them may execute it; subscribers follow the bus, which keeps
+        # every event, and this replica opens its log only if it claims the run.)
+        stream = self._broker.open(run_id, thread_id, kwargs["resumable"]) if self._broker.bus is None \
+            else RunStream(run_id, thread_id, kwargs["resumable"])
         superseded: list[Record] = []
         try:
             if strategy in ("interrupt", "rollback"):
@@ -213,13 +218,16 @@ class RunService:
                 stream = self._broker.get(run["run_id"])
                 if stream is not None and not stream.done:
                     await self._broker.finish(stream, "interrupted", None)
+                elif stream is None:
+                    await self._broker.end_remote(run["run_id"], "interrupted", None)
                 continue
             ended = self._queue.request_cancel(run["run_id"], action)
             if ended is not None:
                 waits.append(ended)
             else:
-                # Not executing in this process (left over from a crash): record the end.
-                await self._cancel(run, wait=False, action=action)
+                # Executing on another replica (wait for it to stop there), or left over
+                # from a crash (record the end).
+                await self._cancel(run, wait=isinstance(self._queue, SharedRunQueue), action=action)
         if waits:
             await asyncio.wait(waits)
 
@@ -265,8 +273,12 @@ class RunService:
                 if stream.result is not None:
                     return stream.result
                 break
-            current = await self._storage.run_get(run_id)
-            if current is None or current["status"] in RUN_FINAL:
+            if self._broker.bus is not None:
+                ended = await self._broker.bus.wait(run_id, lambda: self._ended(run_id))
+                if ended is not None and ended[1] is not None:
+                    return ended[1]
+                break
+            if await self._ended(run_id):
                 break
             await asyncio.sleep(0.05)
         thread = await self._storage.thread_get(run["thread_id"])
@@ -275,6 +287,10 @@ class RunService:
         if thread.get("error") and thread["status"] == "error":
             return {"__error__": thread["error"]}
         return thread.get("values") or {}
+
+    async def _ended(self, run_id: str) -> bool:
+        current = await self._storage.run_get(run_id)
+        return current is None or current["status"] in RUN_FINAL
 
     async def join(self, thread_id: str, run_id: str) -> Any:
         run = await self.get(thread_id, run_id)
@@ -301,7 +317,13 @@ class RunService:
             run = await self._storage.run_get(run_id) or run  # it started meanwhile
         if run["status"] == "running":
             task = self._queue.request_cancel(run_id, action)
-            if task is None:
+            if task is None and isinstance(self._queue, SharedRunQueue):
+                # Executing on another replica (or about to): it stops the run and records the
+                # end; a dead replica's runs end when a survivor takes over its lease.
+                await self._queue.cancel_remote(run_id, action)
+                if wait:
+                    await self._broker.bus.wait(run_id, lambda: self._ended(run_id))
+            elif task is None:
                 # Not executing in this process (left over from a crash): record the end.
                 await self._storage.run_transition(run_id, "running", "interrupted")
                 await self._settle(run)
@@ -317,6 +339,8 @@ class RunService:
         stream = self._broker.get(run["run_id"])
         if stream is not None and not stream.done:
             await self._broker.finish(stream, "interrupted", None)
+        elif stream is None:
+            await self._broker.end_remote(run["run_id"], "interrupted", None)
 
     async def cancel_thread_runs(self, thread_id: str, *, action: str) -> None:
         """Stop every pending and running run of a thread and wait until they have ended."""
@@ -353,6 +377,12 @@ class RunService:
             async for batch in stream.follow(after):
                 yield batch
             return
+        bus = self._broker.bus
+        if bus is not None and (run["status"] in RUN_INFLIGHT or await bus.exists(run["run_id"])):
+            # Executing (or to execute) on any replica: its events come through the bus.
+            async for batch in bus.follow(run["run_id"], after, lambda: self._ended(run["run_id"])):
+                yield batch
+            return
         replay = await self._broker.replay(run["run_id"], after)
         if replay:
             yield replay
@@ -378,11 +408,18 @@ class RunService:
         next_id = 0
         while True:
             signal = self._broker.thread_signal(thread_id)
+            remote = self._broker.bus is not None
             live = [r for r in await self._storage.runs_inflight(thread_id)
-                    if r["run_id"] not in seen and self._broker.get(r["run_id"]) is not None
+                    if r["run_id"] not in seen and (remote or self._broker.get(r["run_id"]) is not None)
                     and r["status"] == "running"]
             if not live:
-                await signal.wait()
+                if remote:  # a run may start on another replica: look again shortly
+                    try:
+                        await asyncio.wait_for(signal.wait(), 0.25)
+                    except TimeoutError:
+                        pass
+                else:
+                    await signal.wait()
                 continue
             run = live[0]
             seen.add(run["run_id"])
@@ -410,29 +447,41 @@ class RunService:
 
     # crash recovery ---------------------------------------------------------------------
     async def recover(self) -> None:
-        """Settle what a previous process left behind, then restart the queue."""
+        """Settle what a previous process left behind, then restart the queue.
+
+        With replicas the runs found running belong to the others, which may be alive:
+        their leases say, and the shared queue recovers a run once its lease runs out.
+        """
+        if isinstance(self._queue, SharedRunQueue):
+            self._queue.recover_run = self.recover_run
+            return
         for run in await self._storage.runs_with_status(["running"]):
-            if run["kwargs"].get("temporary"):
-                # A stateless run's checkpoints lived in memory: nothing to resume or keep.
-                await self._storage.thread_delete(run["thread_id"])
-                continue
-            if self._settings.recovery == "retry":
-                # Same run id, same input: LangGraph continues a run from the last checkpoint
-                # that run wrote and applies the input only when it wrote none (e.g. with
-                # `exit` durability). A command is dropped instead: a resume value applied
-                # again after the run got past its interrupt would answer a later one.
-                kwargs = {**run["kwargs"], "command": None, "attempt": run["kwargs"].get("attempt", 1) + 1}
-                await self._storage.run_update(run["run_id"], {"status": "pending", "kwargs": kwargs})
-                continue
-            logger.warning("run %s was running when the server stopped; marking it error", run["run_id"])
-            await self._storage.run_finish(run["run_id"], run["thread_id"], "error", {
-                "status": "error",
-                "error": {"error": "ServerRestart",
-                          "message": "the server stopped while this run was executing; it was not resumed"},
-            })
+            await self.recover_run(run)
         for thread in await self._storage.thread_search(ids=None, metadata=None, values=None, status="busy",
                                                         limit=1_000_000, offset=0, sort_by="created_at", sort_order="asc"):
             if not await self._storage.runs_inflight(thread["thread_id"]):
                 await self._storage.thread_update(thread["thread_id"], {"status": _settled_status(thread)})
         for thread_id in {r["thread_id"] for r in await self._storage.runs_with_status(["pending"])}:
             self._queue.submit(thread_id)
+
+    async def recover_run(self, run: Record) -> str:
+        """Settle one run whose process stopped while executing it; what became of it."""
+        if run["kwargs"].get("temporary"):
+            # A stateless run's checkpoints lived in memory: nothing to resume or keep.
+            await self._storage.thread_delete(run["thread_id"])
+            return "deleted"
+        if self._settings.recovery == "retry":
+            # Same run id, same input: LangGraph continues a run from the last checkpoint
+            # that run wrote and applies the input only when it wrote none (e.g. with
+            # `exit` durability). A command is dropped instead: a resume value applied
+            # again after the run got past its interrupt would answer a later one.
+            kwargs = {**run["kwargs"], "command": None, "attempt": run["kwargs"].get("attempt", 1) + 1}
+            await self._storage.run_update(run["run_id"], {"status": "pending", "kwargs": kwargs})
+            return "pending"
+        logger.warning("run %s was running when its server stopped; marking it error", run["run_id"])
+        await self._storage.run_finish(run["run_id"], run["thread_id"], "error", {
+            "status": "error",
+            "error": {"error": "ServerRestart",
+                      "message": "the server stopped while this run was executing; it was not resumed"},
+        })
+        return "error"

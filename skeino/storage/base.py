@@ -71,6 +71,8 @@ class Storage(Protocol):
 
     async def open(self) -> None: ...
     async def close(self) -> None: ...
+    async def serve_alone(self) -> bool:
+        """Become the only server of this database until close; False if another already is."""
 
     # assistants -------------------------------------------------------------
     async def assistant_create(self, record: Record) -> Record | None:
@@ -186,6 +188,8 @@ class Storage(Protocol):
         """Extend `owner`'s leases on these running runs; the ids it still holds."""
     async def runs_lease_expired(self, *, now: float | None = None, limit: int = 100) -> list[Record]:
         """Running runs whose lease ran out (their replica stopped renewing it), oldest first."""
+    async def runs_expire_leases(self, owner: str) -> int:
+        """End every lease `owner` holds now (a replica restarting under its old id); how many."""
     async def run_take_over(self, run_id: str, owner: str, lease_seconds: float, *, now: float | None = None) -> bool:
         """Lease a run whose lease ran out to `owner` (to recover it); False if it is not expired any more."""
 

@@ -23,7 +23,7 @@ from skeino.storage.postgres.checkpoints import CheckpointTables
 from skeino.storage.postgres.common import DIALECT, Pooled, jsonb
 from skeino.storage.postgres.crons import CronTables
 from skeino.storage.postgres.idempotency import IdempotencyTables
-from skeino.storage.postgres.migrations import MIGRATION_LOCK, migrate
+from skeino.storage.postgres.migrations import MIGRATION_LOCK, SERVE_ALONE_LOCK, migrate
 from skeino.storage.postgres.runs import RunTables
 from skeino.storage.query import ASSISTANT_COLS, THREAD_COLS, VERSION_COLS, cols
 
@@ -45,6 +45,7 @@ class PostgresStorage(RunTables, CronTables, CheckpointTables, IdempotencyTables
         )
         self.checkpointer: AsyncPostgresSaver
         self.store: AsyncPostgresStore
+        self._alone: AsyncConnection[Any] | None = None
 
     # lifecycle ----------------------------------------------------------------
     async def open(self) -> None:
@@ -64,9 +65,19 @@ class PostgresStorage(RunTables, CronTables, CheckpointTables, IdempotencyTables
                 await conn.execute("SELECT pg_advisory_unlock(%s)", (MIGRATION_LOCK,))
         await self.store.start_ttl_sweeper()
 
+    async def serve_alone(self) -> bool:
+        # A session lock on a connection of its own: it goes with the connection, so a
+        # killed server frees it at once (the kernel closes its socket).
+        self._alone = await AsyncConnection.connect(self.url, autocommit=True)
+        row = await (await self._alone.execute("SELECT pg_try_advisory_lock(%s)", (SERVE_ALONE_LOCK,))).fetchone()
+        return bool(row and row[0])
+
     async def close(self) -> None:
         if getattr(self, "store", None) is not None:
             await self.store.stop_ttl_sweeper(timeout=5)
+        if self._alone is not None:
+            await self._alone.close()
+            self._alone = None
         await self._pool.close()
 
     # assistants ---------------------------------------------------------------

@@ -7,6 +7,8 @@ from psycopg import AsyncConnection
 # Any fixed number: every replica takes this lock around start-up migrations, so replicas
 # starting together apply each step once (LangGraph's savers migrate inside the same lock).
 MIGRATION_LOCK = 0x736B65696E6F  # "skeino"
+# Held for its lifetime by a server that has no Redis to share live events with others.
+SERVE_ALONE_LOCK = MIGRATION_LOCK + 1
 
 # Append new steps; never edit a step that has shipped. Timestamps are ISO-8601 text, as
 # the storage contract hands them over; `seq` orders rows by insertion for stable pages.

@@ -210,6 +210,9 @@ class RunTables:
         return await self._all(f"{_SELECT} WHERE status = 'running' AND lease_until < %s ORDER BY seq LIMIT %s",
                                (time.time() if now is None else now, limit))
 
+    async def runs_expire_leases(self: "PostgresStorage", owner: str) -> int:
+        return await self._exec("UPDATE runs SET lease_until = 0 WHERE owner = %s AND status = 'running'", (owner,))
+
     async def run_take_over(self: "PostgresStorage", run_id: str, owner: str, lease_seconds: float, *,
                             now: float | None = None) -> bool:
         now = time.time() if now is None else now

@@ -258,6 +258,10 @@ class SqliteStorage(CronTables, IdempotencyTables):
         await self.store.setup()
         await self.store.start_ttl_sweeper()
 
+    async def serve_alone(self) -> bool:
+        # One process per file is the SQLite deployment (docs/deployment.md); nothing to take.
+        return True
+
     async def close(self) -> None:
         if getattr(self, "store", None) is not None:
             await self.store.stop_ttl_sweeper(timeout=5)
@@ -743,6 +747,11 @@ class SqliteStorage(CronTables, IdempotencyTables):
             (time.time() if now is None else now, limit),
         )
         return [_row(_RUN_COLS, r) for r in rows]
+
+    @_threaded
+    def runs_expire_leases(self, owner: str) -> int:
+        return self.conn.execute("UPDATE runs SET lease_until = 0 WHERE owner = ? AND status = 'running'",
+                                 (owner,)).rowcount
 
     @_threaded
     def run_take_over(self, run_id: str, owner: str, lease_seconds: float, *, now: float | None = None) -> bool:

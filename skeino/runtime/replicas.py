@@ -1,0 +1,198 @@
+"""The run queue shared by replicas on one database: claims, leases, and recovery of a dead replica's runs.
+
+Every replica claims runs from the database (Storage.runs_claim) whenever it has free
+slots and something may be waiting: when a run is created here, when one ends here, when
+another replica says so on the bus, and every `_POLL` seconds regardless (delayed runs,
+lost messages). A claimed run is leased to this replica, which renews the lease every
+lease/3 seconds while it executes. A replica that dies stops renewing; within
+lease + lease/3 seconds a survivor's sweep takes the run over and recovers it as a
+restart would (SKEINO_RECOVERY: fail it, or run it again from its last checkpoint).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from typing import Any, Awaitable, Callable
+
+from skeino.runtime.broker import StreamBroker
+from skeino.runtime.bus import RedisBus
+from skeino.runtime.executor import RunExecutor
+from skeino.storage.base import Record, Storage
+
+logger = logging.getLogger("skeino.queue")
+
+_POLL = 1.0  # claim at least this often even if nobody said runs are waiting
+_CLAIM_BATCH = 32
+
+
+class SharedRunQueue:
+    """The RunQueue interface (submit, request_cancel, cancel_running, shutdown) over leases."""
+
+    def __init__(self, storage: Storage, executor: RunExecutor, broker: StreamBroker, bus: RedisBus,
+                 max_concurrent: int, lease_seconds: float, replica_id: str | None) -> None:
+        self._storage = storage
+        self._executor = executor
+        self._broker = broker
+        self._bus = bus
+        self._max = max_concurrent
+        self._lease = lease_seconds
+        self.replica_id = replica_id or f"replica-{uuid.uuid4().hex[:12]}"
+        self._running: dict[str, asyncio.Task[str]] = {}
+        self._actions: dict[str, str] = {}
+        self._wake = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._helpers: set[asyncio.Task[None]] = set()  # trackers and wake-ups, awaited at shutdown
+        self._closing = False
+        # Called for each run whose replica died, once this replica holds its lease.
+        self.recover_run: Callable[[Record], Awaitable[str]] = self._no_recovery
+        bus.on_wake = self._wake.set
+        bus.on_cancel = self._cancel_message
+
+    @staticmethod
+    async def _no_recovery(run: Record) -> str:
+        return "running"
+
+    async def start(self) -> None:
+        # Runs still leased to this id were left by this replica's previous life (a crash):
+        # recover them now rather than once their leases run out.
+        if await self._storage.runs_expire_leases(self.replica_id):
+            await self._sweep()
+        for name, loop in (("claim", self._claim_loop), ("lease", self._renew_loop), ("sweep", self._sweep_loop)):
+            self._tasks.append(asyncio.create_task(loop(), name=f"skeino-queue-{name}"))
+
+    # submitting -----------------------------------------------------------------------
+    def submit(self, thread_id: str, created: Record | None = None) -> None:
+        """A run was written as pending: claim it here if there is room, and tell the others."""
+        if self._closing:
+            return
+        self._wake.set()
+        self._spawn(self._announce())
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._helpers.add(task)
+        task.add_done_callback(self._helpers.discard)
+
+    async def _announce(self) -> None:
+        try:
+            await self._bus.wake()
+        except Exception as exc:  # the others still find the run on their next poll
+            logger.warning("waking other replicas failed: %s", exc)
+
+    async def _claim_loop(self) -> None:
+        while not self._closing:
+            try:
+                await asyncio.wait_for(self._wake.wait(), _POLL)
+            except TimeoutError:
+                pass
+            self._wake.clear()
+            try:
+                while not self._closing and len(self._running) < self._max:
+                    room = min(self._max - len(self._running), _CLAIM_BATCH)
+                    claimed = await self._storage.runs_claim(self.replica_id, self._lease, room)
+                    for run in claimed:
+                        self._start(run)
+                    if len(claimed) < room:
+                        break
+            except Exception:
+                logger.exception("claiming runs failed; retrying")
+
+    def _start(self, run: Record) -> None:
+        run_id = run["run_id"]
+        stream = self._broker.get(run_id) or self._broker.open(run_id, run["thread_id"],
+                                                                bool(run["kwargs"].get("resumable")))
+        task = asyncio.create_task(self._executor.execute(run, stream, lambda: self._actions.get(run_id, "interrupt")),
+                                   name=f"skeino-run-{run_id}")
+        self._running[run_id] = task
+        self._spawn(self._track(run_id, task))
+
+    async def _track(self, run_id: str, task: asyncio.Task[str]) -> None:
+        try:
+            # A cancel sent before this replica claimed the run waits in a key; by the time
+            # it is read the run has started, and stops the way any cancelled run does.
+            action = await self._bus.cancel_requested(run_id)
+            if action is not None:
+                self.request_cancel(run_id, action)
+        except Exception as exc:
+            logger.warning("run %s: reading its cancel signal failed: %s", run_id, exc)
+        await asyncio.wait([task])
+        self._running.pop(run_id, None)
+        self._actions.pop(run_id, None)
+        self._wake.set()  # the thread's next run may be claimable now
+        if not self._closing:
+            await self._announce()
+
+    # leases ---------------------------------------------------------------------------
+    async def _renew_loop(self) -> None:
+        while not self._closing:
+            await asyncio.sleep(self._lease / 3)
+            try:
+                held = set(await self._storage.runs_renew(self.replica_id, self._lease, list(self._running)))
+            except Exception:
+                logger.exception("renewing run leases failed")
+                continue
+            for run_id in set(self._running) - held:
+                # Taken over (this replica looked dead): stop it without recording anything.
+                logger.warning("run %s: lease lost to another replica; stopping it here", run_id)
+
+    async def _sweep_loop(self) -> None:
+        while not self._closing:
+            await asyncio.sleep(self._lease / 3)
+            try:
+                await self._sweep()
+            except Exception:
+                logger.exception("recovering runs of stopped replicas failed")
+
+    async def _sweep(self) -> None:
+        for run in await self._storage.runs_lease_expired():
+            if run["run_id"] in self._running:
+                continue
+            if await self._storage.run_take_over(run["run_id"], self.replica_id, self._lease):
+                logger.warning("run %s: its replica stopped renewing the lease; recovering it", run["run_id"])
+                if await self.recover_run(run) == "pending":
+                    await self._bus.reset(run["run_id"])  # its next attempt streams afresh
+                else:
+                    await self._broker.end_remote(run["run_id"], "error", None)
+                self._wake.set()
+
+    # cancelling -----------------------------------------------------------------------
+    def _cancel_message(self, run_id: str, action: str) -> None:
+        task = self._running.get(run_id)
+        if task is not None:
+            self._actions[run_id] = action
+            task.cancel()
+
+    def request_cancel(self, run_id: str, action: str) -> asyncio.Task[str] | None:
+        """Cancel a run executing here; None if it is not (then ask the others: `cancel_remote`)."""
+        task = self._running.get(run_id)
+        if task is not None:
+            self._actions[run_id] = action
+            task.cancel()
+        return task
+
+    async def cancel_remote(self, run_id: str, action: str) -> None:
+        await self._bus.cancel(run_id, action)
+
+    async def cancel_running(self, run_id: str, action: str) -> bool:
+        task = self.request_cancel(run_id, action)
+        if task is None:
+            return False
+        await asyncio.wait([task])
+        return True
+
+    async def shutdown(self, grace: float) -> None:
+        """Stop claiming; give running runs `grace` seconds, then interrupt them."""
+        self._closing = True
+        self._wake.set()
+        running = list(self._running.values())
+        if running:
+            _, still = await asyncio.wait(running, timeout=grace)
+            for task in still:
+                task.cancel()
+            if still:
+                await asyncio.wait(still, timeout=5)
+        for task in [*self._tasks, *self._helpers]:
+            task.cancel()
+        await asyncio.gather(*self._tasks, *self._helpers, return_exceptions=True)

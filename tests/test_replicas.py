@@ -1,0 +1,200 @@
+"""Several `skeino serve` processes on one Postgres and one Redis, driven with the official SDK.
+
+Any replica accepts a run and any may execute it; the test reads which one holds the run's
+lease from the database, then talks to the other: it streams, joins, resumes and cancels
+a run executing elsewhere. Skipped unless SKEINO_TEST_DATABASE_URL and SKEINO_TEST_REDIS_URL
+are both set.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+from typing import Any, AsyncIterator, Awaitable, Callable, Iterator
+
+import httpx
+import psycopg
+import pytest
+from langgraph_sdk import get_client
+from langgraph_sdk.errors import ConflictError
+
+import pgdb
+from serverproc import Server
+
+pytestmark = pytest.mark.skipif(pgdb.BASE_URL is None or pgdb.REDIS_URL is None,
+                                reason="SKEINO_TEST_DATABASE_URL and SKEINO_TEST_REDIS_URL are not both set")
+
+LEASE = 2.0  # seconds; a dead replica's runs are recovered within LEASE + LEASE / 3
+
+
+def replica(tmp: Path, url: str, name: str, **env: str) -> Server:
+    return Server(db=tmp / f"{name}.db", extra_args=["--database-url", url],
+                  env={"SKEINO_REDIS_URL": pgdb.REDIS_URL or "", "SKEINO_REPLICA_ID": name,
+                       "SKEINO_RUN_LEASE_SECONDS": str(LEASE), **env})
+
+
+@pytest.fixture(scope="module")
+def database() -> Iterator[str]:
+    url = pgdb.create_database()
+    yield url
+    pgdb.drop_database(url)
+
+
+@pytest.fixture(scope="module")
+def pair(database: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Server]]:
+    tmp = tmp_path_factory.mktemp("replicas")
+    servers = {name: replica(tmp, database, name) for name in ("a", "b")}
+    try:
+        for server in servers.values():
+            server.start()
+        yield servers
+    finally:
+        for server in servers.values():
+            server.stop()
+
+
+@pytest.fixture
+async def clients(pair: dict[str, Server]) -> AsyncIterator[dict[str, Any]]:
+    made = {name: get_client(url=server.url) for name, server in pair.items()}
+    yield made
+    for client in made.values():
+        await client.http.client.aclose()
+
+
+async def wait_until(check: Callable[[], Awaitable[Any]], timeout: float = 20, what: str = "condition") -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = await check()
+        if value:
+            return value
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+async def owner_of(database: str, run_id: str) -> str:
+    """The replica executing the run, from its lease (once it is running)."""
+    async def read() -> str | None:
+        async with await psycopg.AsyncConnection.connect(database) as conn:
+            row = await (await conn.execute("SELECT owner FROM runs WHERE run_id = %s AND status = 'running'",
+                                            (run_id,))).fetchone()
+        return row[0] if row else None
+
+    return await wait_until(read, what=f"run {run_id} to be claimed")
+
+
+def other(name: str) -> str:
+    return "b" if name == "a" else "a"
+
+
+async def test_a_run_executing_on_one_replica_is_streamed_joined_resumed_and_cancelled_on_the_other(
+        clients: dict[str, Any], pair: dict[str, Server], database: str) -> None:
+    thread = await clients["a"].threads.create()
+    tid = thread["thread_id"]
+    run = await clients["a"].runs.create(tid, "slow", input={"seconds": 60}, stream_resumable=True)
+    here = other(await owner_of(database, run["run_id"]))
+    client = clients[here]
+
+    # Join on the replica that is not executing it: the events already sent, then live ones.
+    seen: list[Any] = []
+    async for part in client.runs.join_stream(tid, run["run_id"], stream_mode="values"):
+        seen.append(part)
+        if part.event == "values" and part.data.get("steps") == ["before"]:
+            break
+    assert seen[0].event == "metadata" and seen[0].data["run_id"] == run["run_id"]
+
+    # Resume after the first event with Last-Event-ID: the stream goes on from event 1.
+    async with httpx.AsyncClient(base_url=pair[here].url, timeout=30) as http:
+        async with http.stream("GET", f"/threads/{tid}/runs/{run['run_id']}/stream",
+                               headers={"Last-Event-ID": "0"}) as response:
+            assert response.status_code == 200
+            first_id = None
+            async for line in response.aiter_lines():
+                if line.startswith("id:"):
+                    first_id = line.split(":", 1)[1].strip()
+                    break
+    assert first_id == "1"
+
+    # Cancel through this replica: the executing one stops the run and records it.
+    await client.runs.cancel(tid, run["run_id"], wait=True)
+    for c in clients.values():
+        assert (await c.runs.get(tid, run["run_id"]))["status"] == "interrupted"
+    assert (await clients["a"].threads.get(tid))["status"] in ("idle", "interrupted")
+    # The thread is free: the next run, sent to either replica, runs to the end.
+    assert await clients["b"].runs.wait(tid, "counter", input={"count": 0}) == {"count": 3}
+
+
+async def test_waits_and_streams_get_results_whichever_replica_executes(clients: dict[str, Any]) -> None:
+    for i in range(6):
+        client = clients["ab"[i % 2]]
+        thread = await client.threads.create()
+        assert await client.runs.wait(thread["thread_id"], "counter", input={"count": i}) == {"count": i + 3}
+        parts = [p async for p in clients["ab"[(i + 1) % 2]].runs.stream(
+            thread["thread_id"], "counter", input={"count": 10}, stream_mode="values")]
+        assert [p.event for p in parts][0] == "metadata" and parts[-1].data == {"count": 13}
+
+
+async def test_reject_admits_exactly_one_of_two_simultaneous_runs(clients: dict[str, Any]) -> None:
+    for _ in range(5):
+        tid = (await clients["a"].threads.create())["thread_id"]
+        outcomes = await asyncio.gather(
+            *(clients[name].runs.create(tid, "slow", input={"seconds": 0.2}, multitask_strategy="reject")
+              for name in ("a", "b")),
+            return_exceptions=True,
+        )
+        assert sum(isinstance(o, ConflictError) for o in outcomes) == 1, outcomes
+        assert sum(isinstance(o, dict) for o in outcomes) == 1, outcomes
+        winner = next(o for o in outcomes if isinstance(o, dict))
+        await clients["a"].runs.join(tid, winner["run_id"])
+
+
+async def test_enqueued_runs_execute_in_submission_order_across_replicas(clients: dict[str, Any]) -> None:
+    tid = (await clients["a"].threads.create())["thread_id"]
+    # One after another, alternating replicas: exactly the submission order.
+    made = [await clients["ab"[i % 2]].runs.create(tid, "slow", input={"steps": [f"r{i}"], "seconds": 0.05})
+            for i in range(6)]
+    await clients["b"].runs.join(tid, made[-1]["run_id"])
+    steps = (await clients["a"].threads.get_state(tid))["values"]["steps"]
+    assert [s for s in steps if s.startswith("r")] == [f"r{i}" for i in range(6)]
+
+    # All at once to both replicas: they execute in the order they were accepted in.
+    tid = (await clients["b"].threads.create())["thread_id"]
+    made = await asyncio.gather(*(clients["ab"[i % 2]].runs.create(
+        tid, "slow", input={"steps": [f"r{i}"], "seconds": 0.05}) for i in range(8)))
+    for run in made:
+        await clients["a"].runs.join(tid, run["run_id"])
+    accepted = [r["run_id"] for r in reversed(await clients["a"].runs.list(tid, limit=20))]
+    marker = {r["run_id"]: r["kwargs"]["input"]["steps"][0] for r in made}
+    steps = (await clients["a"].threads.get_state(tid))["values"]["steps"]
+    assert [s for s in steps if s.startswith("r")] == [marker[r] for r in accepted]
+
+
+async def test_a_killed_replicas_run_is_failed_by_a_survivor_and_its_thread_freed(
+        database: str, tmp_path: Path) -> None:
+    servers = {name: replica(tmp_path, database, name).start() for name in ("k1", "k2")}
+    clients = {name: get_client(url=s.url) for name, s in servers.items()}
+    try:
+        tid = (await clients["k1"].threads.create())["thread_id"]
+        run = await clients["k1"].runs.create(tid, "slow", input={"seconds": 60})
+        victim = await owner_of(database, run["run_id"])
+        survivor = next(n for n in servers if n != victim)
+        queued = await clients[survivor].runs.create(tid, "counter", input={"count": 0})
+        servers[victim].kill()
+
+        client = clients[survivor]
+        started = time.monotonic()
+
+        async def failed() -> bool:
+            return (await client.runs.get(tid, run["run_id"]))["status"] == "error"
+
+        await wait_until(failed, timeout=10 * LEASE, what="the survivor to fail the dead replica's run")
+        # Bounded by the lease: it runs out LEASE after the last renewal, swept within LEASE / 3.
+        assert time.monotonic() - started < 2 * LEASE + 2
+        # The run queued behind it runs on the survivor; the thread ends up free.
+        assert await client.runs.join(tid, queued["run_id"]) == {"count": 3}
+        assert (await client.threads.get(tid))["status"] == "idle"
+    finally:
+        for c in clients.values():
+            await c.http.client.aclose()
+        for s in servers.values():
+            s.stop()
