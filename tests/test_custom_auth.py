@@ -229,9 +229,13 @@ async def test_audit_names_the_user_and_the_refusal(authed: Server, bob: Any) ->
     marker = uuid.uuid4().hex
     await bob.threads.create(metadata={"marker": marker})
     httpx.post(f"{authed.url}/threads", json={}, headers={"Authorization": "Bearer nobody"})
+    with pytest.raises(PermissionDeniedError):
+        await bob.assistants.delete("whoami")  # the handler says no (only alice changes assistants)
     lines = Path(authed.env["SKEINO_AUDIT"]).read_text().splitlines()
     assert any('"who": "user:bob"' in line and '"POST /threads"' in line for line in lines)
     assert any('"outcome": "denied"' in line and "Unknown token" in line for line in lines)
+    denied = [line for line in lines if '"who": "user:bob"' in line and '"DELETE /assistants/{assistant_id}"' in line]
+    assert len(denied) == 1 and '"outcome": "denied"' in denied[0] and "auth handler: Forbidden" in denied[0]
 
 
 async def test_protocol_v2_streams_and_commands_keep_users_apart(authed: Server, alice: Any) -> None:
@@ -280,3 +284,40 @@ async def test_protocol_v2_streams_and_commands_keep_users_apart(authed: Server,
     with pytest.raises(Exception):
         async with connect(url):  # no token at all
             pass
+
+
+class _Account:
+    """A user object of the deployment's own, as an authenticate handler may return."""
+
+    identity = "dave"
+    permissions = ["read"]
+    org = "acme"
+
+
+@pytest.mark.parametrize("result, identity, permissions, extra", [
+    ("erin", "erin", [], {}),
+    ({"identity": "frank", "permissions": ["a"], "org": "x"}, "frank", ["a"], {"org": "x"}),
+    ((["p"], {"identity": "gina"}), "gina", ["p"], {}),
+    ((["p"], "hal"), "hal", ["p"], {}),
+    (_Account(), "dave", ["read"], {}),
+])
+def test_authenticate_results_become_users_as_on_the_official_server(
+        result: Any, identity: str, permissions: list[str], extra: dict[str, Any]) -> None:
+    from skeino.auth.custom import _normalize
+
+    ctx = _normalize(result)
+    assert ctx.user.identity == identity and ctx.user["identity"] == identity
+    assert ctx.user.display_name == identity and ctx.user.is_authenticated is True
+    assert list(ctx.permissions) == permissions
+    for key, value in extra.items():
+        assert ctx.user[key] == value and getattr(ctx.user, key) == value
+    if isinstance(result, _Account):
+        assert ctx.user.org == "acme"  # attributes of the object read through
+
+
+@pytest.mark.parametrize("result", [None, 42, {"name": "no identity"}, ("too", "many", "parts")])
+def test_authenticate_results_without_an_identity_are_refused(result: Any) -> None:
+    from skeino.auth.custom import _normalize
+
+    with pytest.raises(ValueError):
+        _normalize(result)

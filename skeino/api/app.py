@@ -19,10 +19,12 @@ from skeino.api.inputs import document_ids
 from skeino.api.middleware import RequestLayer
 from skeino.api.responses import ANY_ROUTE
 from skeino.api.security import SecurityLayer, cors_options, require_scope
+from skeino.auth.custom import AuthRefused
 from skeino.auth.guard import Guard
 from skeino.config import Config
 from skeino.errors import SkeinoError, describe_validation
 from skeino.graphs import GraphRegistry
+from skeino.logs import request_id
 from skeino.runtime.core import Runtime
 from skeino.runtime.tools import AssistantTools
 
@@ -31,7 +33,9 @@ logger = logging.getLogger("skeino")
 
 def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(SkeinoError)
-    async def domain_error(_: Request, exc: SkeinoError) -> JSONResponse:
+    async def domain_error(request: Request, exc: SkeinoError) -> JSONResponse:
+        if isinstance(exc, AuthRefused):
+            _audit_refusal(request, exc)
         return JSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=exc.headers)
 
     @app.exception_handler(RequestValidationError)
@@ -42,6 +46,17 @@ def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(StarletteHTTPException)
     async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
         return JSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=getattr(exc, "headers", None))
+
+
+def _audit_refusal(request: Request, exc: AuthRefused) -> None:
+    """A custom auth handler refused an action: one audit event, and no second one for the response."""
+    state = request.scope.setdefault("state", {})
+    state["denied"] = True
+    route = request.scope.get("route")
+    guard: Guard = request.app.state.guard
+    guard.audit.record(who=state.get("identity"), action=f"{request.method} {getattr(route, 'path', request.url.path)}",
+                       resource=request.url.path, outcome="denied", request_id=request_id.get(),
+                       reason=f"auth handler: {exc.detail}")
 
 
 def create_app(config: Config, registry: GraphRegistry | None = None, guard: Guard | None = None) -> FastAPI:
