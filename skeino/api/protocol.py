@@ -25,7 +25,7 @@ from skeino.api.responses import SSE, errors
 from skeino.errors import BadRequest
 from skeino.runtime.broker import Event
 from skeino.runtime.core import Runtime
-from skeino.runtime.threadlog import ProtocolEvent, ThreadLog
+from skeino.runtime.threadlog import ThreadLog
 from skeino.streaming.protocol import matches, parse_filter
 from skeino.streaming.sse import event_stream
 
