@@ -113,10 +113,13 @@ class RunQueue:
                 ended.set_result(None)
 
     def _cancel_task(self, run_id: str, task: asyncio.Task[str], action: str) -> None:
-        self._actions[run_id] = action
-        # Cancelled on the next loop turn, after the task's first step: a task cancelled
-        # before it starts never enters the executor and so could not record its end.
-        asyncio.get_running_loop().call_soon(task.cancel)
+        first = run_id not in self._actions
+        self._actions[run_id] = action  # the executor reads it once the run has stopped
+        if first:
+            # Once only: a second cancel would land in the executor's bookkeeping of the
+            # first and leave the run unrecorded. And on the next loop turn, after the
+            # task's first step: a task cancelled before it starts never enters the executor.
+            asyncio.get_running_loop().call_soon(task.cancel)
 
     async def cancel_running(self, run_id: str, action: str) -> bool:
         """Cancel an executing run and wait until it has recorded its end."""
