@@ -241,16 +241,17 @@ async def test_concurrent_rollbacks_leave_one_run(client: Any) -> None:
     tid = thread["thread_id"]
     busy = await client.runs.create(tid, "slow", input={"seconds": 30})
     await wait_for(lambda: client.runs.get(tid, busy["run_id"]), lambda r: r["status"] == "running")
+    # Each run takes seconds, so none can end before the others arrive and supersede it.
     created = await asyncio.gather(*(
-        client.runs.create(tid, "counter", input={"count": 100 * i}, multitask_strategy="rollback")
+        client.runs.create(tid, "slow", input={"seconds": 3 + i / 100}, multitask_strategy="rollback")
         for i in range(1, 11)))
     runs = await wait_for(lambda: client.runs.list(tid, limit=100),
                           lambda rs: all(r["status"] not in ("pending", "running") for r in rs))
     assert len(runs) == 1, [(r["run_id"], r["status"]) for r in runs]
     [survivor] = runs
     assert survivor["status"] == "success" and survivor["run_id"] in {r["run_id"] for r in created}
-    start = next(r["kwargs"]["input"]["count"] for r in created if r["run_id"] == survivor["run_id"])
-    assert (await client.threads.get_state(tid))["values"] == {"count": start + 3}
+    seconds = next(r["kwargs"]["input"]["seconds"] for r in created if r["run_id"] == survivor["run_id"])
+    assert (await client.threads.get_state(tid))["values"] == {"seconds": seconds, "steps": ["before", "nap", "after"]}
     history = await client.threads.get_history(tid, limit=100)
     assert history and {h["metadata"]["run_id"] for h in history} == {survivor["run_id"]}
     assert (await client.threads.get(tid))["status"] == "idle"
@@ -262,7 +263,7 @@ async def test_concurrent_interrupts_leave_one_run_going(client: Any) -> None:
     busy = await client.runs.create(tid, "slow", input={"seconds": 30})
     await wait_for(lambda: client.runs.get(tid, busy["run_id"]), lambda r: r["status"] == "running")
     await asyncio.gather(*(
-        client.runs.create(tid, "slow", input={"seconds": 0}, multitask_strategy="interrupt") for _ in range(10)))
+        client.runs.create(tid, "slow", input={"seconds": 3}, multitask_strategy="interrupt") for _ in range(10)))
     runs = await wait_for(lambda: client.runs.list(tid, limit=100),
                           lambda rs: all(r["status"] not in ("pending", "running") for r in rs))
     assert len(runs) == 11
