@@ -4,16 +4,16 @@ The protocol is spoken by the official MCP SDK; this module only answers `tools/
 `tools/call` from skeino/runtime/tools.py. Like the official server it is stateless (no
 session id) and answers JSON, not SSE. The route is an ordinary FastAPI route, so the API
 key and scope checks apply to it as to every other route; the SDK's session manager is
-started and stopped by the app's lifespan (`lifespan` below).
+started and stopped by the app's lifespan (`lifespan` below). The SDK handles each message in
+tasks started from the request's own task, so they see its context (request id, the caller of
+custom auth) like any route's code.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextvars
 import logging
 from contextlib import asynccontextmanager
-from typing import Any, AsyncIterator, Awaitable, TypeVar
+from typing import Any, AsyncIterator
 
 import mcp.types as types
 from fastapi import APIRouter, FastAPI, Request
@@ -31,28 +31,13 @@ logger = logging.getLogger("skeino.mcp")
 
 router = APIRouter(tags=["mcp"])
 
-_CONTEXT = "skeino.context"
 # What the official server says about every assistant-tool.
 _ANNOTATIONS = types.ToolAnnotations(readOnlyHint=False, destructiveHint=False, idempotentHint=False,
                                      openWorldHint=True)
-T = TypeVar("T")
 
 
 def _error(code: int, message: str) -> McpError:
     return McpError(types.ErrorData(code=code, message=message))
-
-
-async def _in_request_context(server: Server[Any, Any], work: Awaitable[T]) -> T:
-    """Run `work` with the HTTP request's context variables (request id, caller), not the manager's.
-
-    The SDK handles each message in a task of its own task group, which the lifespan
-    started, so the request's context would otherwise be lost.
-    """
-    request = server.request_context.request
-    context = request.scope.get("state", {}).get(_CONTEXT) if request is not None else None
-    if context is None:
-        return await work
-    return await asyncio.create_task(work, context=context)  # type: ignore[arg-type]
 
 
 def _translate(exc: Exception) -> McpError:
@@ -76,7 +61,7 @@ def build_server(tools: AssistantTools) -> Server[Any, Any]:
         except ValueError:
             offset = 0  # as the official server: an unreadable cursor starts over
         try:
-            specs, following = await _in_request_context(server, tools.page(offset))
+            specs, following = await tools.page(offset)
         except Exception as exc:
             raise _translate(exc) from None
         listed = [types.Tool(name=s.name, title=s.title, description=s.description, inputSchema=s.input_schema,
@@ -89,7 +74,7 @@ def build_server(tools: AssistantTools) -> Server[Any, Any]:
         extra = params.model_extra or {}
         context = extra.get("context") if isinstance(extra.get("context"), dict) else None
         try:
-            outcome = await _in_request_context(server, tools.call(params.name, params.arguments or {}, context))
+            outcome = await tools.call(params.name, params.arguments or {}, context)
         except Exception as exc:
             raise _translate(exc) from None
         return types.ServerResult(types.CallToolResult(
@@ -117,7 +102,6 @@ class _Forward(Response):
 @router.api_route("/mcp", methods=["GET", "POST", "DELETE"], include_in_schema=False)
 async def mcp_endpoint(request: Request) -> Response:
     """Streamable HTTP transport: JSON-RPC requests by POST."""
-    request.scope.setdefault("state", {})[_CONTEXT] = contextvars.copy_context()
     return _Forward(request.app.state.mcp)
 
 
