@@ -112,6 +112,12 @@ async def test_two_users_never_see_each_others_threads(alice: Any, bob: Any) -> 
                     bob.threads.get_state(tid), bob.threads.get_history(tid), bob.threads.update_state(tid, {"note": "x"}),
                     bob.threads.copy(tid)):
         await absent(attempt)
+    # Pruning names the other's thread in vain; a copy is the copier's own.
+    resp = await raw(bob, "POST", "/threads/prune", json={"thread_ids": [tid], "strategy": "delete"})
+    assert resp.status_code == 200 and resp.json() == {"pruned_count": 0}
+    copied = await alice.threads.copy(tid)
+    assert copied["metadata"]["owner"] == "alice" and copied["metadata"]["forked_from"] == tid
+    await absent(bob.threads.get(copied["thread_id"]))
     # Creating a thread with the other's id does not reveal theirs either.
     resp = await raw(bob, "POST", "/threads", json={"thread_id": tid, "if_exists": "do_nothing"})
     assert resp.status_code == 409
