@@ -28,6 +28,11 @@ ASSISTANT_SORT = frozenset({"assistant_id", "graph_id", "name", "created_at", "u
 THREAD_SORT = frozenset({"thread_id", "status", "created_at", "updated_at", "state_updated_at"})
 CRON_SORT = frozenset({"cron_id", "assistant_id", "thread_id", "next_run_date", "end_time", "created_at", "updated_at"})
 
+# Thread metadata keys with an expression index on every backend: the keys the official
+# clients filter by (`graph_id`, `assistant_id`) and the one custom auth handlers stamp and
+# filter on (`owner`). Other keys still filter correctly, by reading every row's JSON.
+INDEXED_METADATA_KEYS = ("graph_id", "assistant_id", "owner")
+
 
 def q(col: str) -> str:
     """A quoted column name (`values` is a reserved word in SQL)."""
@@ -49,6 +54,9 @@ class Dialect:
     tiebreak: str  # a column that orders rows by insertion, so pages never overlap
     # An auth access filter over the JSON at a SQL expression: (condition, parameters).
     access: Callable[[str, AccessFilter], tuple[str, list[Any]]]
+    # A top-level metadata key's text with {col} and {key}, written exactly as the expression
+    # indexes are, so the planner matches them (the key is a literal from INDEXED_METADATA_KEYS).
+    json_text: str
 
     def placeholders(self, n: int) -> str:
         return ", ".join([self.param] * n)
@@ -77,8 +85,22 @@ class Where:
     def contains(self, col: str, doc: Record | None) -> "Where":
         if not doc:
             return self
+        if col == "metadata":
+            self.indexed_keys(col, doc, eq_operator=False)
         return self.add(self.dialect.contains.format(col=q(col), param=self.dialect.param),
                         self.dialect.encode_json(doc))
+
+    def indexed_keys(self, col: str, wanted: Record, eq_operator: bool = True) -> "Where":
+        """Conditions on the indexed keys that `wanted` pins to a string: implied by the exact
+        filter (which still follows), they let the database look rows up instead of reading all.
+        `{"$eq": v}` means v in access filters only; in a metadata search it is a nested object."""
+        for key in INDEXED_METADATA_KEYS:
+            value = wanted.get(key)
+            if eq_operator and isinstance(value, dict) and len(value) == 1 and "$eq" in value:
+                value = value["$eq"]
+            if isinstance(value, str):
+                self.add(f"{self.dialect.json_text.format(col=col, key=key)} = {self.dialect.param}", value)
+        return self
 
     def ilike(self, col: str, text: str | None) -> "Where":
         if not text:
@@ -94,6 +116,7 @@ class Where:
         """Only records whose metadata the caller's access filter admits."""
         if access is None:
             return self
+        self.indexed_keys(col, access.where)
         sql, params = self.dialect.access(q(col), access)
         return self.add(sql, *params)
 
@@ -101,8 +124,10 @@ class Where:
         """Only runs (or anything with a thread_id) whose thread the access filter admits."""
         if access is None:
             return self
+        inner = Where(self.dialect).indexed_keys("t.metadata", access.where)
         sql, params = self.dialect.access("t.metadata", access)
-        return self.add(f"thread_id IN (SELECT t.thread_id FROM threads t WHERE {sql})", *params)
+        inner.add(sql, *params)
+        return self.add(f"thread_id IN (SELECT t.thread_id FROM threads t{inner.sql})", *inner.params)
 
     @property
     def sql(self) -> str:

@@ -127,6 +127,15 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX idempotency_keys_expires ON idempotency_keys (expires_at);
     """,
+    # 3: thread search by the metadata keys clients and auth filter on, and by status, looks
+    # rows up in creation order (written exactly as skeino.storage.query writes the filters)
+    """
+    CREATE INDEX threads_metadata_graph_id ON threads ((metadata ->> 'graph_id'), created_at);
+    CREATE INDEX threads_metadata_assistant_id ON threads ((metadata ->> 'assistant_id'), created_at);
+    CREATE INDEX threads_metadata_owner ON threads ((metadata ->> 'owner'), created_at);
+    DROP INDEX threads_status;
+    CREATE INDEX threads_status ON threads (status, created_at);
+    """,
 ]
 
 

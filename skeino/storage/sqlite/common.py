@@ -31,7 +31,8 @@ def _access(col: str, access: AccessFilter) -> tuple[str, list[Any]]:
 # SQLite's LIKE ignores case (for ASCII); json_contains and access_match are registered on
 # every connection.
 DIALECT = Dialect(param="?", contains="json_contains({col}, {param})", ilike="{col} LIKE {param}",
-                  encode_json=_enc, tiebreak="rowid", access=_access)
+                  encode_json=_enc, tiebreak="rowid", access=_access,
+                  json_text="json_extract({col}, '$.{key}')")
 
 
 def _threaded(fn: Callable[..., T]) -> Callable[..., Any]:
