@@ -9,6 +9,7 @@ are both set.
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from pathlib import Path
 from typing import Any, AsyncIterator, Awaitable, Callable, Iterator
@@ -198,3 +199,34 @@ async def test_a_killed_replicas_run_is_failed_by_a_survivor_and_its_thread_free
             await c.http.client.aclose()
         for s in servers.values():
             s.stop()
+
+
+async def test_protocol_v2_streams_a_run_executing_on_the_other_replica(
+        clients: dict[str, Any], pair: dict[str, Server], database: str) -> None:
+    """The v2 thread stream on one replica carries a run that another replica executes."""
+    thread = await clients["a"].threads.create()
+    tid = thread["thread_id"]
+    run = await clients["a"].runs.create(tid, "slow", input={"seconds": 1})
+    here = other(await owner_of(database, run["run_id"]))
+    async with clients[here].threads.stream(tid, assistant_id="slow") as stream:
+        seen: list[dict[str, Any]] = []
+        async with asyncio.timeout(20):
+            async for event in stream.events:
+                seen.append(event)
+                if event["method"] == "lifecycle" and event["params"]["data"]["event"] == "completed":
+                    break
+        kinds = [e["method"] for e in seen]
+        assert kinds[0] == "lifecycle" and "values" in kinds
+        # A reconnect on the executing replica with the cursor replays nothing twice.
+        wanted = [e for e in seen if e["method"] in ("lifecycle", "values")]
+        async with httpx.AsyncClient(base_url=pair[other(here)].url, timeout=10) as http:
+            async with http.stream("POST", f"/threads/{tid}/stream/events",
+                                   json={"channels": ["lifecycle", "values"], "since": wanted[1]["seq"]}) as response:
+                rest: list[dict[str, Any]] = []
+                async with asyncio.timeout(20):
+                    async for line in response.aiter_lines():
+                        if line.startswith("data: "):
+                            rest.append(json.loads(line[6:]))
+                            if len(rest) == len(wanted) - 2:
+                                break
+        assert rest == wanted[2:]

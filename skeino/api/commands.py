@@ -126,7 +126,7 @@ class Commands:
         thread = await self._rt.threads.get(self._thread_id)
         pending = {i.get("id") for items in (thread.get("interrupts") or {}).values() for i in items}
         if thread["status"] == "busy":  # the interrupted run announced them but is still wrapping up
-            pending |= announced_interrupts(self._rt.broker.thread_log(self._thread_id))
+            pending |= announced_interrupts(await self._rt.broker.protocol_kept(self._thread_id))
         missing = [i for i in answers if i not in pending]
         if missing:
             raise CommandError("no_such_interrupt", f"No pending interrupt with id {missing[0]} on this thread.")
@@ -180,7 +180,7 @@ class Commands:
         """The agents (root graph and subgraphs) of a run, from its lifecycle events."""
         await self._rt.threads.get(self._thread_id)  # the caller must be able to read the thread
         run_id = params.get("run_id") if isinstance(params.get("run_id"), str) else None
-        tree = agent_tree(self._rt.broker.thread_log(self._thread_id), run_id)
+        tree = agent_tree(await self._rt.broker.protocol_kept(self._thread_id), run_id)
         if tree is None:
             raise CommandError("no_such_run", "No run of this thread is kept in memory.")
         return {"tree": tree}

@@ -25,7 +25,7 @@ from skeino.api.responses import SSE, errors
 from skeino.errors import BadRequest
 from skeino.runtime.broker import Event
 from skeino.runtime.core import Runtime
-from skeino.runtime.threadlog import ThreadLog
+from skeino.runtime.threadlog import ProtocolEvent
 from skeino.streaming.protocol import matches, parse_filter
 from skeino.streaming.sse import event_stream
 
@@ -55,8 +55,8 @@ def _since(value: Any) -> int:
     return value
 
 
-async def _filtered(log: ThreadLog, wanted: Filter, since: int) -> AsyncIterator[list[Event]]:
-    async for batch in log.follow(since):
+async def _filtered(events: AsyncIterator[list[ProtocolEvent]], wanted: Filter) -> AsyncIterator[list[Event]]:
+    async for batch in events:
         out = [(e.seq, e.method, e.frame) for e in batch if matches(e, *wanted)]
         if out:
             yield out
@@ -71,8 +71,8 @@ async def thread_events(thread_id: str, request: Request, rt: Runtime = Depends(
     since = _since(body.get("since"))
     if request.app.state.guard.custom is not None:
         await rt.threads.get(thread_id)  # with custom auth, only a thread the caller may read (else 404)
-    log = rt.broker.thread_log(thread_id)
-    return event_stream(_filtered(log, wanted, since), heartbeat=rt.settings.heartbeat_seconds)
+    return event_stream(_filtered(rt.broker.protocol_events(thread_id, since), wanted),
+                        heartbeat=rt.settings.heartbeat_seconds)
 
 
 @router.post("/threads/{thread_id}/commands", responses=PROTOCOL_REFUSAL)
@@ -90,7 +90,6 @@ class _Socket:
     def __init__(self, websocket: WebSocket, rt: Runtime, thread_id: str) -> None:
         self.ws = websocket
         self.rt = rt
-        self.log = rt.broker.thread_log(thread_id)
         self.commands = Commands(rt, thread_id)
         self.subscriptions: dict[str, tuple[Filter, asyncio.Task[None]]] = {}
         # Seqs sent lately (bounded, oldest forgotten first): an event goes out once per socket.
@@ -118,7 +117,7 @@ class _Socket:
 
     async def forward(self, wanted: Filter, since: int) -> None:
         checked = False
-        async for batch in self.log.follow(since):
+        async for batch in self.rt.broker.protocol_events(self.thread_id, since):
             if not checked:  # a thread created after the subscription must be the caller's too
                 if not await self.allowed():
                     await self.ws.close(code=4404, reason="Thread not found")
@@ -131,8 +130,9 @@ class _Socket:
                         del self.sent[next(iter(self.sent))]
                     await self.send(event.frame)
 
-    def replayable(self, wanted: Filter, since: int) -> int:
-        return sum(1 for e in self.log.after(since) if matches(e, *wanted))
+    async def replayable(self, wanted: Filter, since: int) -> int:
+        kept = await self.rt.broker.protocol_kept(self.thread_id)
+        return sum(1 for e in kept if e.seq > since and matches(e, *wanted))
 
     def subscribe(self, wanted: Filter, since: int) -> str:
         sub_id = str(uuid.uuid4())
@@ -152,7 +152,7 @@ class _Socket:
                 await self.ws.close(code=4404, reason="Thread not found")
                 return None
             since = params.get("since") if isinstance(params.get("since"), int) else -1
-            replayed = self.replayable(wanted, since)
+            replayed = await self.replayable(wanted, since)
             return success(cid, {"subscription_id": self.subscribe(wanted, since), "replayed_events": replayed})
         if method == "subscription.unsubscribe":
             entry = self.subscriptions.pop(params.get("subscription_id"), None)
@@ -161,10 +161,10 @@ class _Socket:
             entry[1].cancel()
             return success(cid, {})
         if method == "subscription.reconnect":
-            return self.reconnect(cid, params)
+            return await self.reconnect(cid, params)
         return await self.commands.handle(command)
 
-    def reconnect(self, cid: int, params: dict[str, Any]) -> Any:
+    async def reconnect(self, cid: int, params: dict[str, Any]) -> Any:
         """Resend, for the named (default: all) subscriptions, what came after `last_event_id`."""
         try:
             since = int(params.get("last_event_id") or -1)
@@ -178,9 +178,9 @@ class _Socket:
         for name in names:
             wanted, task = self.subscriptions[name]
             task.cancel()
-            missed += self.replayable(wanted, since)
-            for event in self.log.after(since):
-                self.sent.pop(event.seq, None)
+            missed += await self.replayable(wanted, since)
+            for seq in [s for s in self.sent if s > since]:
+                del self.sent[seq]
             self.subscriptions[name] = (wanted, asyncio.get_running_loop().create_task(self.forward(wanted, since)))
         return success(cid, {"restored": True, "missed_events": missed})
 

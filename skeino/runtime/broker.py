@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any, AsyncIterator
 
 from skeino import serde
-from skeino.runtime.threadlog import ThreadLog
+from skeino.runtime.threadlog import ProtocolEvent, ThreadLog
 
 Event = tuple[int, str, bytes]  # (id, event name, JSON data)
 
@@ -40,6 +40,8 @@ class RunStream:
     flushed: int = 0
     # The thread's protocol-v2 log, which this run's executor also feeds.
     protocol: ThreadLog | None = None
+    # With replicas: the run's v2 events not yet sent to the others.
+    protocol_outbox: list[ProtocolEvent] | None = None
     mirrored: int = 0  # events already sent to the other replicas (see bus.RedisBus)
     # Created only while a subscriber waits, so a publish with nobody waiting is cheap.
     _waiter: asyncio.Future[None] | None = None
@@ -113,7 +115,8 @@ class StreamBroker:
         self._thread_logs: weakref.WeakValueDictionary[str, ThreadLog] = weakref.WeakValueDictionary()
 
     def open(self, run_id: str, thread_id: str, resumable: bool) -> RunStream:
-        stream = RunStream(run_id, thread_id, resumable, protocol=self.thread_log(thread_id))
+        stream = RunStream(run_id, thread_id, resumable, protocol=self.thread_log(thread_id),
+                           protocol_outbox=[] if self.bus is not None else None)
         self._streams[run_id] = stream
         return stream
 
@@ -126,6 +129,18 @@ class StreamBroker:
         if log is None:
             log = self._thread_logs[thread_id] = ThreadLog(thread_id)
         return log
+
+    def protocol_events(self, thread_id: str, since: int) -> AsyncIterator[list[ProtocolEvent]]:
+        """The thread's v2 events after `since`, then live: from every replica when there are several."""
+        if self.bus is not None:
+            return self.bus.follow_thread(thread_id, since)
+        return self.thread_log(thread_id).follow(since)
+
+    async def protocol_kept(self, thread_id: str) -> list[ProtocolEvent]:
+        """The thread's v2 events kept now (all replicas')."""
+        if self.bus is not None:
+            return await self.bus.thread_events(thread_id)
+        return list(self.thread_log(thread_id).events)
 
     def thread_runs(self, thread_id: str) -> list[RunStream]:
         """The thread's runs still kept in memory, oldest first."""
@@ -151,6 +166,12 @@ class StreamBroker:
                 await self.bus.publish(stream.run_id, pending)
             except Exception as exc:  # the run goes on; followers elsewhere miss these events
                 logger.warning("run %s: sending events to other replicas failed: %s", stream.run_id, exc)
+        if self.bus is not None and stream.protocol_outbox:
+            pending, stream.protocol_outbox[:] = list(stream.protocol_outbox), []
+            try:
+                await self.bus.publish_thread(stream.thread_id, pending)
+            except Exception as exc:
+                logger.warning("run %s: sending v2 events to other replicas failed: %s", stream.run_id, exc)
         if not stream.resumable:
             return
         pending = stream.events[stream.flushed:]

@@ -17,6 +17,7 @@ import orjson
 import redis.asyncio as redis
 
 from skeino import serde
+from skeino.runtime.threadlog import ProtocolEvent
 
 logger = logging.getLogger("skeino.bus")
 
@@ -24,6 +25,7 @@ Event = tuple[int, str, bytes]
 _END = "1-0"
 _BLOCK_MS = 1000
 _ORPHAN_TTL = 24 * 3600  # a stream whose replica died before its end entry still goes
+_THREAD_KEEP = 10_000  # v2 events kept per thread stream (about; Redis trims whole nodes)
 
 
 def namespace(database_url: str) -> str:
@@ -104,6 +106,45 @@ class RedisBus:
             if events[0][0] == 0:
                 pipe.expire(key, _ORPHAN_TTL)
             await pipe.execute()
+
+    # protocol-v2 thread streams --------------------------------------------------------
+    def _thread_key(self, thread_id: str) -> str:
+        return f"{self._prefix}thread:{thread_id}"
+
+    async def publish_thread(self, thread_id: str, events: list[ProtocolEvent]) -> None:
+        """Append v2 events to the thread's stream (the newest `_THREAD_KEEP` entries are kept)."""
+        key = self._thread_key(thread_id)
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for e in events:
+                pipe.xadd(key, {"s": e.seq, "r": e.run_id, "m": e.method, "n": orjson.dumps(e.namespace), "f": e.frame},
+                          maxlen=_THREAD_KEEP, approximate=True)
+            pipe.expire(key, _ORPHAN_TTL)
+            await pipe.execute()
+
+    @staticmethod
+    def _thread_event(fields: dict[bytes, bytes]) -> ProtocolEvent:
+        return ProtocolEvent(int(fields[b"s"]), fields[b"r"].decode(), fields[b"m"].decode(),
+                             tuple(orjson.loads(fields[b"n"])), None, bytes(fields[b"f"]))
+
+    async def thread_events(self, thread_id: str) -> list[ProtocolEvent]:
+        entries = await self._redis.xrange(self._thread_key(thread_id))
+        return [self._thread_event(fields) for _, fields in entries]
+
+    async def follow_thread(self, thread_id: str, since: int) -> AsyncIterator[list[ProtocolEvent]]:
+        """The thread's v2 events with seq > since, then live, until the caller stops reading."""
+        key, last = self._thread_key(thread_id), "0-0"
+        while True:
+            reply = await self._redis.xread({key: last}, count=1000, block=_BLOCK_MS)
+            if not reply:
+                continue
+            batch = []
+            for entry_id, fields in reply[0][1]:
+                last = entry_id.decode()
+                event = self._thread_event(fields)
+                if event.seq > since:
+                    batch.append(event)
+            if batch:
+                yield batch
 
     async def exists(self, run_id: str) -> bool:
         return bool(await self._redis.exists(self._key(run_id)))

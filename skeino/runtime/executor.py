@@ -117,7 +117,8 @@ class RunExecutor:
         mapper = StreamMapper(modes, subgraphs)
         # Every run feeds its thread's v2 log; one started through the v2 protocol asks
         # LangGraph for every channel and for subgraphs, the others for what v1 asked.
-        protocol = ProtocolMapper(stream.protocol, run_id, graph_id) if stream.protocol is not None else None
+        protocol = (ProtocolMapper(stream.protocol, run_id, graph_id, stream.protocol_outbox)
+                    if stream.protocol is not None else None)
         full = bool(kwargs.get("protocol"))
         last_values: Any = None
         interrupts: list[Any] = []

@@ -84,8 +84,10 @@ class _OpenMessage:
 class ProtocolMapper:
     """Publishes one run's protocol events onto its thread's log."""
 
-    def __init__(self, log: ThreadLog, run_id: str, graph_name: str) -> None:
+    def __init__(self, log: ThreadLog, run_id: str, graph_name: str,
+                 outbox: list[ProtocolEvent] | None = None) -> None:
         self._log = log
+        self._outbox = outbox  # also collects the events for the other replicas, when there are any
         self._run_id = run_id
         self._graph_name = graph_name
         self._messages: dict[tuple[Namespace, str], _OpenMessage] = {}
@@ -101,7 +103,10 @@ class ProtocolMapper:
         if node is not None:
             params["node"] = node
         frame = {"type": "event", "event_id": str(seq), "seq": seq, "method": method, "params": params}
-        self._log.append(ProtocolEvent(seq, self._run_id, method, ns, name, bytes(memoryview(serde.dumps(frame)))))
+        event = ProtocolEvent(seq, self._run_id, method, ns, name, bytes(memoryview(serde.dumps(frame))))
+        self._log.append(event)
+        if self._outbox is not None:
+            self._outbox.append(event)
 
     def _lifecycle(self, ns: Namespace, data: LifecycleData | dict[str, Any]) -> None:
         self._emit("lifecycle", ns, data)
@@ -308,9 +313,9 @@ def parse_filter(params: Any) -> tuple[frozenset[str], list[list[str]] | None, i
     return frozenset(channels), namespaces or None, depth
 
 
-def agent_tree(log: ThreadLog, run_id: str | None) -> AgentTreeNode | None:
+def agent_tree(kept: list[ProtocolEvent], run_id: str | None) -> AgentTreeNode | None:
     """The root graph and subgraphs of a run (the newest kept one by default), from its lifecycle."""
-    events = [e for e in log.events if e.method == "lifecycle"]
+    events = [e for e in kept if e.method == "lifecycle"]
     run_id = run_id or (events[-1].run_id if events else None)
     nodes: dict[Namespace, AgentTreeNode] = {}
     for event in events:
@@ -326,10 +331,10 @@ def agent_tree(log: ThreadLog, run_id: str | None) -> AgentTreeNode | None:
     return nodes.get(())
 
 
-def announced_interrupts(log: ThreadLog) -> set[str]:
-    """Interrupt ids the newest run of the log has asked about (its end may not be recorded yet)."""
-    if not log.events:
+def announced_interrupts(kept: list[ProtocolEvent]) -> set[str]:
+    """Interrupt ids the newest kept run has asked about (its end may not be recorded yet)."""
+    if not kept:
         return set()
-    newest = log.events[-1].run_id
-    return {orjson.loads(e.frame)["params"]["data"]["interrupt_id"] for e in log.events
+    newest = kept[-1].run_id
+    return {orjson.loads(e.frame)["params"]["data"]["interrupt_id"] for e in kept
             if e.run_id == newest and e.method == "input.requested"}
