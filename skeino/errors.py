@@ -91,6 +91,8 @@ def _sentence(error: Mapping[str, Any]) -> str:
             return "The request body is missing"
         return f"'{field}' is required in {where}"
     if kind == "extra_forbidden":
+        if place == "query":
+            return f"'{field}' is not a query parameter of this route"
         return f"'{field}' is not a field of {where}"
     if place == "path" and kind == "uuid_parsing" and field.endswith("_id"):
         return f"Invalid {field.replace('_id', ' ID')}: must be a UUID"  # the official server's words

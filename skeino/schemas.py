@@ -186,6 +186,10 @@ class RunCreate(Body):
     langsmith_tracer: Any = None
 
 
+RunField = Literal["run_id", "thread_id", "assistant_id", "created_at", "updated_at", "status", "metadata", "kwargs",
+                   "multitask_strategy"]
+
+
 class RunsCancel(Body):
     thread_id: str | None = None
     run_ids: list[str] | None = None

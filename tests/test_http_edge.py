@@ -7,9 +7,11 @@ a thread, run or cron id that is not a UUID with a 422.
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any
 
+import httpx
 import pytest
 from langgraph_sdk.errors import UnprocessableEntityError
 
@@ -192,3 +194,56 @@ async def test_info_flags_say_what_this_server_supports(client: Any) -> None:
     info = await client.http.get("/info")
     # The official server also sends langsmith_tracing_*: true; skeino sends no LangSmith traces.
     assert info["flags"] == {"assistants": True, "crons": True, "langsmith": False, "strict_resume": True}
+
+
+# accepted-but-ignored: none ------------------------------------------------------------------
+async def test_a_query_parameter_a_route_does_not_read_is_refused_by_name(client: Any) -> None:
+    thread = await client.threads.create()
+    tid = thread["thread_id"]
+    r = await raw(client, "GET", f"/threads/{tid}", params={"colour": "blue"})
+    assert r.status_code == 422 and r.json() == {"detail": "'colour' is not a query parameter of this route"}
+    # The official JS client's stream namespaces are not supported: refused, not silently dropped.
+    r = await raw(client, "POST", f"/threads/{tid}/runs/stream", params={"namespace": "child"},
+                  json={"assistant_id": "counter", "input": {"count": 0}})
+    assert r.status_code == 422 and "'namespace'" in r.json()["detail"]
+    assert await client.runs.list(tid) == []
+    # Parameters the routes do read still pass.
+    r = await raw(client, "GET", f"/threads/{tid}/state", params={"subgraphs": "true"})
+    assert r.status_code == 200
+
+
+async def test_runs_list_select_keeps_only_those_fields(client: Any) -> None:
+    thread = await client.threads.create()
+    await client.runs.wait(thread["thread_id"], "counter", input={"count": 0})
+    runs = await client.runs.list(thread["thread_id"], select=["run_id", "status"])
+    assert len(runs) == 1 and set(runs[0]) == {"run_id", "status"} and runs[0]["status"] == "success"
+    r = await raw(client, "GET", f"/threads/{thread['thread_id']}/runs", params={"select": "colour"})
+    assert r.status_code == 422 and "'select" in r.json()["detail"]
+
+
+async def _status(client: Any, thread_id: str, run_id: str) -> str:
+    return (await client.runs.get(thread_id, run_id))["status"]
+
+
+async def _eventually(check: Any, timeout: float = 20) -> bool:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while asyncio.get_running_loop().time() < deadline:
+        if await check():
+            return True
+        await asyncio.sleep(0.1)
+    return False
+
+
+@pytest.mark.parametrize("flag,seconds,final", [("1", 30, "interrupted"), ("0", 1.5, "success")])
+async def test_join_honours_cancel_on_disconnect(client: Any, flag: str, seconds: float, final: str) -> None:
+    """The official JS client sends cancel_on_disconnect=0|1 on every join, as the official server reads it."""
+    thread = await client.threads.create()
+    run = await client.runs.create(thread["thread_id"], "slow", input={"seconds": seconds})
+    url = f"/threads/{thread['thread_id']}/runs/{run['run_id']}/join"
+    with pytest.raises(httpx.ReadTimeout):  # the client leaves while the run is still going
+        await raw(client, "GET", url, params={"cancel_on_disconnect": flag}, timeout=0.5)
+
+    async def ended() -> bool:
+        return await _status(client, thread["thread_id"], run["run_id"]) == final
+
+    assert await _eventually(ended), await _status(client, thread["thread_id"], run["run_id"])

@@ -19,7 +19,7 @@ import json
 import math
 import re
 import uuid
-from typing import Any, Callable, Coroutine
+from typing import Any, Callable, Coroutine, Iterable
 
 from fastapi import Request
 from fastapi.exceptions import RequestValidationError
@@ -135,17 +135,37 @@ def document_ids(openapi: dict[str, Any]) -> dict[str, Any]:
     return openapi
 
 
+def _query_names(dependant: Any) -> frozenset[str]:
+    """Every query parameter the route or its dependencies read."""
+    names: set[str] = set()
+    stack = [dependant]
+    while stack:
+        current = stack.pop()
+        names.update(param.alias for param in current.query_params)
+        stack.extend(current.dependencies)
+    return frozenset(names)
+
+
+def check_query(names: Iterable[str], known: frozenset[str]) -> None:
+    """A query parameter the route does not read would be ignored: refuse it by name instead."""
+    unknown = [name for name in names if name not in known]
+    if unknown:
+        raise RequestValidationError([{"type": "extra_forbidden", "loc": ("query", name), "input": None,
+                                       "msg": "Extra inputs are not permitted"} for name in unknown])
+
+
 class JsonRoute(APIRoute):
-    """A route whose path ids and JSON body (read whatever its Content-Type) are checked before validation."""
+    """A route whose query, path ids and JSON body (read whatever its Content-Type) are checked first."""
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         handler = super().get_route_handler()
         ids = any(name in self.param_convertors for name in UUID_PARAMS)
-        if self.body_field is None and not ids:
-            return handler
         has_body = self.body_field is not None
+        known = _query_names(self.dependant)
 
         async def route(request: Request) -> Response:
+            if request.scope.get("query_string"):
+                check_query(request.query_params.keys(), known)
             if ids:
                 check_ids(request.path_params)
             if has_body and request.method in _BODY_METHODS:

@@ -15,7 +15,7 @@ from skeino.api.responses import SSE, accepted_or_done, errors
 from skeino.errors import Invalid
 from skeino.runtime.broker import Event
 from skeino.runtime.core import Runtime
-from skeino.schemas import RunCreate, RunsCancel
+from skeino.schemas import RunCreate, RunField, RunsCancel
 from skeino.storage.base import Record
 from skeino.streaming.sse import event_stream
 
@@ -126,14 +126,19 @@ async def _create_and_stream(rt: Runtime, once: Idempotent, thread_id: str | Non
 async def _create_and_wait(rt: Runtime, once: Idempotent, request: Request, thread_id: str | None,
                            body: RunCreate) -> Response:
     run = await _create(rt, once, thread_id, body)
+    result = await _wait(rt, request, run, cancel_on_disconnect=body.on_disconnect == "cancel")
+    return JSON(result, headers=_run_headers(run, "join"))
+
+
+async def _wait(rt: Runtime, request: Request, run: Record, *, cancel_on_disconnect: bool) -> Any:
+    """The run's final values; with `cancel_on_disconnect`, a client that leaves cancels the run."""
     waiter = asyncio.ensure_future(rt.runs.wait_for(run))
-    if body.on_disconnect == "cancel":
+    if cancel_on_disconnect:
         while not waiter.done():
             await asyncio.wait([waiter], timeout=0.5)
             if not waiter.done() and await request.is_disconnected():
                 rt.runs.cancel_on_disconnect(run)
-    result = await waiter
-    return JSON(result, headers=_run_headers(run, "join"))
+    return await waiter
 
 
 # thread runs -------------------------------------------------------------------------
@@ -158,8 +163,11 @@ async def wait_run(thread_id: str, body: RunCreate, request: Request, rt: Runtim
 
 @router.get("/threads/{thread_id}/runs")
 async def list_runs(thread_id: str, limit: int = Query(10, ge=1, le=1000), offset: int = Query(0, ge=0, le=INT_MAX),
-                    status: str | None = None, rt: Runtime = Depends(runtime)) -> Any:
-    return await rt.runs.list(thread_id, limit=limit, offset=offset, status=status)
+                    status: str | None = None, select: list[RunField] | None = Query(None),
+                    rt: Runtime = Depends(runtime)) -> Any:
+    runs = await rt.runs.list(thread_id, limit=limit, offset=offset, status=status)
+    # `select` (sent by both official clients) keeps only those fields, as on the official server.
+    return [{k: r.get(k) for k in select} for r in runs] if select else runs
 
 
 @router.get("/threads/{thread_id}/runs/{run_id}")
@@ -181,8 +189,11 @@ async def cancel_run(thread_id: str, run_id: str, wait: bool = False,
 
 
 @router.get("/threads/{thread_id}/runs/{run_id}/join")
-async def join_run(thread_id: str, run_id: str, rt: Runtime = Depends(runtime)) -> Any:
-    return await rt.runs.join(thread_id, run_id)
+async def join_run(thread_id: str, run_id: str, request: Request, cancel_on_disconnect: bool = False,
+                   rt: Runtime = Depends(runtime)) -> Any:
+    # The official JS client sends cancel_on_disconnect=0|1 on every join; honoured as on the official server.
+    run = await rt.runs.get(thread_id, run_id)
+    return await _wait(rt, request, run, cancel_on_disconnect=cancel_on_disconnect)
 
 
 @router.get("/threads/{thread_id}/runs/{run_id}/stream", responses=SSE)
