@@ -39,6 +39,10 @@ TESTS = Path(__file__).parent
 TEST_CONFIG = TESTS / "langgraph.json"
 
 
+# The log of every server a test started, for the check of unexpected errors in conftest.py.
+LOGS: list[Path] = []
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -65,6 +69,7 @@ class Server:
 
     def start(self, timeout: float = 30) -> "Server":
         self.log = self.db.with_suffix(f".{self.port}.log")
+        LOGS.append(self.log)
         env = {**os.environ, **self.env}
         args = list(self.extra_args)
         if BACKEND == "postgres" and "--database-url" not in args:

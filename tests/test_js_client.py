@@ -8,7 +8,6 @@ on first use.
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -21,14 +20,12 @@ JS_DIR = Path(__file__).parent / "js"
 
 
 @pytest.fixture(scope="module")
-def js_client() -> Path:
-    node, npm = shutil.which("node"), shutil.which("npm")
-    if node is None or npm is None:
-        pytest.skip("Node.js (node and npm) is not installed")
+def js_client(node: tuple[str, str]) -> Path:
+    node_path, npm = node
     if not (JS_DIR / "node_modules" / "@langchain" / "langgraph-sdk").is_dir():
         subprocess.run([npm, "ci", "--no-audit", "--no-fund", "--loglevel=error"], cwd=JS_DIR, check=True,
                        timeout=300)
-    return Path(node)
+    return Path(node_path)
 
 
 @pytest.fixture(scope="module")

@@ -113,6 +113,7 @@ def test_body_limit_is_413(tmp_path: Path) -> None:
         srv.stop()
 
 
+@pytest.mark.allow_server_log(r"run \S+ failed: ValueError: boom")  # the line this test reads
 def test_json_logs_carry_request_and_run_ids(tmp_path: Path) -> None:
     srv = Server(db=tmp_path / "s.db", extra_args=["--log-format", "json", "--log-level", "info"]).start()
     try:

@@ -62,10 +62,10 @@ async def test_webhook_delivers_the_final_run_after_a_failed_attempt(
 
 
 async def test_webhook_of_a_failed_run_carries_the_error(hooked_client: Any, receiver: Receiver) -> None:
-    result = await hooked_client.runs.wait(None, "failing", input={}, webhook=f"{receiver.url}/failed",
+    result = await hooked_client.runs.wait(None, "failing", input={}, webhook=f"{receiver.url}/errored",
                                           raise_error=False)
     assert "__error__" in result
-    calls = await receiver.wait_for("/failed", 2)
+    calls = await receiver.wait_for("/errored", 2)
     payload = calls[-1][1]
     assert calls[-1][0] == 200
     assert payload["status"] == "error"

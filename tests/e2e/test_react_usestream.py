@@ -13,8 +13,7 @@ import shutil
 import subprocess
 import threading
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
-from typing import AsyncIterator, Iterator
+from typing import Any, AsyncIterator, Iterator
 
 import httpx
 import pytest
@@ -22,16 +21,9 @@ import pytest
 from serverproc import TESTS, Server, free_port
 
 try:
-    from playwright.async_api import Browser, Page, async_playwright, expect
-except ImportError:  # pragma: no cover - depends on the environment
-    pytest.skip("the playwright package is not installed (pip install playwright)", allow_module_level=True)
-
-CHROMIUM = "/usr/bin/chromium" if Path("/usr/bin/chromium").exists() else shutil.which("chromium")
-if not CHROMIUM:
-    pytest.skip("no system Chromium found (/usr/bin/chromium or `chromium` on PATH)", allow_module_level=True)
-NPM = shutil.which("npm")
-if NPM is None:
-    pytest.skip("Node.js (npm) is not installed", allow_module_level=True)
+    from playwright.async_api import Browser, Page, expect
+except ImportError:  # the `playwright_api` fixture skips these tests, or fails them under CI
+    pass
 
 REACT_DIR = TESTS / "react"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking"]
@@ -39,13 +31,14 @@ FULL_REPLY = " ".join(f"tok{i}" for i in range(24))
 
 
 @pytest.fixture(scope="module")
-def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def site(tmp_path_factory: pytest.TempPathFactory, node: tuple[str, str]) -> Iterator[str]:
     """The bundled page, served over HTTP on its own port."""
+    _, npm = node
     if not (REACT_DIR / "node_modules" / "@langchain" / "react").is_dir():
-        subprocess.run([NPM, "ci", "--no-audit", "--no-fund", "--loglevel=error"], cwd=REACT_DIR, check=True,
+        subprocess.run([npm, "ci", "--no-audit", "--no-fund", "--loglevel=error"], cwd=REACT_DIR, check=True,
                        timeout=300)
     out = tmp_path_factory.mktemp("react-site")
-    subprocess.run([NPM, "run", "--silent", "build", "--", f"--outfile={out / 'app.js'}"], cwd=REACT_DIR,
+    subprocess.run([npm, "run", "--silent", "build", "--", f"--outfile={out / 'app.js'}"], cwd=REACT_DIR,
                    check=True, timeout=120)
     shutil.copy(REACT_DIR / "index.html", out / "index.html")
     handler = functools.partial(SimpleHTTPRequestHandler, directory=str(out))
@@ -74,9 +67,9 @@ def api(site: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]
 
 
 @pytest.fixture(scope="module")
-async def browser() -> AsyncIterator[Browser]:
-    async with async_playwright() as pw:
-        b = await pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+async def browser(chromium: str, playwright_api: Any) -> AsyncIterator[Browser]:
+    async with playwright_api.async_playwright() as pw:
+        b = await pw.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
         yield b
         await b.close()
 
