@@ -433,3 +433,27 @@ async def test_asks_for_an_api_key_when_the_server_wants_one(browser: Browser, t
     finally:
         await context.close()
         srv.stop()
+
+
+async def test_works_under_custom_auth_with_a_bearer_token(browser: Browser, tmp_path: Path) -> None:
+    """The token the Studio asks for reaches a custom authenticate handler as Authorization: Bearer."""
+    from serverproc import TESTS, Server
+
+    srv = Server(db=tmp_path / "custom.db", config=TESTS / "custom_auth" / "langgraph.json").start()
+    context = await browser.new_context()
+    try:
+        pg = await context.new_page()
+        prompts: list[str] = []
+
+        async def answer(dialog: Any) -> None:
+            prompts.append(dialog.message)
+            await dialog.accept("token-alice")
+
+        pg.on("dialog", answer)
+        await pg.goto(f"{srv.url}/studio/")
+        await pg.wait_for_selector("body.ready")
+        await expect(pg.locator("[data-testid=assistant-item][data-graph-id=whoami]")).to_be_visible()
+        assert prompts == ["This server needs an API key:"]
+    finally:
+        await context.close()
+        srv.stop()
