@@ -89,12 +89,6 @@ class AccessFilter:
     def matches(self, metadata: dict[str, Any] | None) -> bool:
         return _match(metadata or {}, self.where)
 
-    def both(self, other: "AccessFilter | None") -> "AccessFilter":
-        """This filter and another (e.g. a cron's own and its thread's)."""
-        if other is None:
-            return self
-        return AccessFilter.of({"$and": [self.where, other.where]}) if self.where != other.where else self
-
 
 @lru_cache(maxsize=256)
 def _parsed(filter_json: str) -> dict[str, Any]:
