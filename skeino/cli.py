@@ -5,8 +5,10 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import socket
 import sys
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 from skeino import __version__
@@ -39,6 +41,10 @@ def _parser() -> argparse.ArgumentParser:
         p.add_argument("--ssl-keyfile", default=None, help="the certificate's private key (with --ssl-certfile)")
         if name == "dev":
             _dev_flags(p)
+        else:
+            p.add_argument("--workers", type=int, default=1, metavar="N",
+                           help="serve with N processes on one port; each is a replica, so this needs "
+                                "SKEINO_DATABASE_URL (Postgres) and SKEINO_REDIS_URL")
     return parser
 
 
@@ -161,6 +167,45 @@ def app_factory():  # type: ignore[no-untyped-def]
     return create_app(_load(args))
 
 
+def serve_factory():  # type: ignore[no-untyped-def]
+    """Entry point of each `skeino serve --workers N` process: one replica, named after its process."""
+    from skeino.api.app import create_app
+
+    configure_logging(os.environ.get("SKEINO_LOG_LEVEL", "info"), os.environ.get("SKEINO_LOG_FORMAT", "text"))
+    base = os.environ.get("SKEINO_REPLICA_ID") or f"{socket.gethostname()}:{os.environ.get('SKEINO_PORT', '')}"
+    os.environ["SKEINO_REPLICA_ID"] = f"{base}:{os.getpid()}"
+    args = argparse.Namespace(config=os.environ["SKEINO_CONFIG"], host=None, port=None, db=None, command="serve")
+    return create_app(_load(args))
+
+
+def _serve_workers(args: argparse.Namespace, config: Config, common: dict[str, Any]) -> int:
+    """Hand the port to uvicorn's N worker processes, each building its own app from the environment."""
+    import uvicorn
+
+    settings = config.settings
+    env = {"SKEINO_CONFIG": str(config.config_path), "SKEINO_HOST": settings.host, "SKEINO_PORT": str(settings.port),
+           "SKEINO_DATABASE_URL": settings.database_url or "", "SKEINO_LOG_FORMAT": args.log_format,
+           "SKEINO_LOG_LEVEL": args.log_level, "SKEINO_MAX_CONCURRENT_RUNS": str(settings.max_concurrent_runs)}
+    os.environ.update(env)
+    # Each worker sets up its own logging (serve_factory); a logging config object does not
+    # survive the trip to a spawned process.
+    common = {k: v for k, v in common.items() if k != "log_config"}
+    # A worker imports every graph before it answers the supervisor's health checks; the
+    # default 5 s would have a busy machine kill workers that are only starting.
+    uvicorn.run("skeino.cli:serve_factory", factory=True, workers=args.workers, timeout_worker_healthcheck=60,
+                **common)  # type: ignore[arg-type]
+    return 0
+
+
+def _check_workers(args: argparse.Namespace, config: Config) -> None:
+    workers = getattr(args, "workers", 1)
+    if workers < 1:
+        raise ConfigError(f"--workers must be at least 1, not {workers}")
+    if workers > 1 and not (config.settings.database_url and config.settings.redis_url):
+        raise ConfigError("--workers N starts N replicas, which need a shared database and Redis: "
+                          "set SKEINO_DATABASE_URL (postgresql://...) and SKEINO_REDIS_URL")
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if getattr(args, "server_log_level", None):
@@ -172,6 +217,7 @@ def main(argv: list[str] | None = None) -> int:
         from skeino.api.app import create_app
         from skeino.graphs import GraphRegistry
 
+        _check_workers(args, config)
         guard = Guard.from_config(config)
         _refuse_exposure(config, guard)
         registry = GraphRegistry.load(config)
@@ -219,6 +265,9 @@ def main(argv: list[str] | None = None) -> int:
                     **common)  # type: ignore[arg-type]
         return 0
     print(_banner(config, tls), flush=True)
+    if getattr(args, "workers", 1) > 1:
+        guard.audit.close()
+        return _serve_workers(args, config, common)
     uvicorn.run(app, **common)  # type: ignore[arg-type]
     return 0
 

@@ -81,7 +81,7 @@ async def owner_of(database: str, run_id: str) -> str:
                                             (run_id,))).fetchone()
         return row[0] if row else None
 
-    return await wait_until(read, what=f"run {run_id} to be claimed")
+    return await wait_until(read, timeout=60, what=f"run {run_id} to be claimed")
 
 
 def other(name: str) -> str:
@@ -230,3 +230,29 @@ async def test_protocol_v2_streams_a_run_executing_on_the_other_replica(
                             if len(rest) == len(wanted) - 2:
                                 break
         assert rest == wanted[2:]
+
+
+async def test_serve_workers_are_replicas_of_one_database(database: str, tmp_path: Path) -> None:
+    # One run at a time per process: two slow runs at once need both workers.
+    server = replica(tmp_path, database, "w", SKEINO_MAX_CONCURRENT_RUNS="1")
+    server.extra_args += ["--workers", "2"]
+    server.env.pop("SKEINO_REPLICA_ID")
+    server.start(timeout=120)  # two processes importing every graph
+    client = get_client(url=server.url)
+    try:
+        threads = [(await client.threads.create())["thread_id"] for _ in range(2)]
+        runs = [await client.runs.create(tid, "slow", input={"seconds": 60}) for tid in threads]
+        owners = {await owner_of(database, run["run_id"]) for run in runs}
+        assert len(owners) == 2, owners
+        for tid, run in zip(threads, runs):
+            await client.runs.cancel(tid, run["run_id"], wait=True)
+            assert (await client.runs.get(tid, run["run_id"]))["status"] == "interrupted"
+    finally:
+        await client.http.client.aclose()
+        server.stop()
+
+
+def test_workers_without_redis_are_refused_by_name(database: str, tmp_path: Path) -> None:
+    server = Server(db=tmp_path / "x.db", extra_args=["--database-url", database, "--workers", "2"])
+    with pytest.raises(RuntimeError, match="SKEINO_REDIS_URL"):
+        server.start()
