@@ -425,7 +425,8 @@ class RawHTTPError(Exception):
     pass
 
 
-async def raw_post_stream(host: str, port: int, path: str, body: bytes, timeout: float) -> AsyncIterator[bytes]:
+async def raw_post_stream(host: str, port: int, path: str, body: bytes, timeout: float,
+                          headers: dict[str, str] | None = None) -> AsyncIterator[bytes]:
     """POST on a new connection with bare asyncio streams and yield the decoded response body.
 
     A deliberately minimal HTTP/1.1 client (Connection: close, chunked or length-delimited
@@ -434,8 +435,9 @@ async def raw_post_stream(host: str, port: int, path: str, body: bytes, timeout:
     """
     reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port, limit=1 << 20), timeout)
     try:
+        extra = "".join(f"{name}: {value}\r\n" for name, value in (headers or {}).items())
         writer.write(
-            f"POST {path} HTTP/1.1\r\nHost: {host}:{port}\r\nContent-Type: application/json\r\n"
+            f"POST {path} HTTP/1.1\r\nHost: {host}:{port}\r\nContent-Type: application/json\r\n{extra}"
             f"Accept: text/event-stream\r\nContent-Length: {len(body)}\r\nConnection: close\r\n\r\n".encode()
             + body
         )

@@ -50,7 +50,7 @@ import orjson
 
 from _common import (
     add_common_options,
-    DEFAULT_CONFIG, CpuMeter, ServerProcess, check_loopback, emit, environment_record, floor_checkpointer,
+    DEFAULT_CONFIG, CpuMeter, ServerProcess, auth_setup, check_loopback, emit, environment_record, floor_checkpointer,
     RawHTTPError, http_client, import_example_graph, latency_fields, log, loop_name, parse_list, proc_memory_kb,
     raise_nofile, raw_post_stream, run_main, short_error, sigterm_as_exit, sse_events, wall,
 )
@@ -191,8 +191,8 @@ def _rate_fields(results: list[dict[str, Any]], requested: int) -> dict[str, Any
 
 # server parts ----------------------------------------------------------------------------
 async def token_parts(args: argparse.Namespace, url: str, pid: int | None, floors: dict[str, Any]) -> None:
-    http = http_client(url, 4, timeout=args.timeout)
-    common = {"target": "server", "client": "httpx", "graph": AGENT}
+    http = http_client(url, 4, timeout=args.timeout, headers=args.auth_headers)
+    common = {"target": "server", "client": "httpx", "graph": AGENT, "auth": args.auth}
     if args.label:
         common["label"] = args.label
     try:
@@ -258,8 +258,8 @@ class HttpxStreams:
 
     name = "httpx"
 
-    def __init__(self, url: str, connections: int, timeout: float) -> None:
-        self.http = http_client(url, connections, timeout=timeout)
+    def __init__(self, url: str, connections: int, timeout: float, headers: dict[str, str]) -> None:
+        self.http = http_client(url, connections, timeout=timeout, headers=headers)
 
     async def create_thread(self) -> str:
         return await new_thread(self.http)
@@ -281,17 +281,18 @@ class RawStreams:
 
     name = "raw"
 
-    def __init__(self, url: str, connections: int, timeout: float) -> None:
+    def __init__(self, url: str, connections: int, timeout: float, headers: dict[str, str]) -> None:
         parts = urllib.parse.urlsplit(url)
         self.host, self.port = parts.hostname or "127.0.0.1", parts.port or 80
         self.timeout = timeout
+        self.headers = headers
 
     async def create_thread(self) -> str:
-        chunks = [c async for c in raw_post_stream(self.host, self.port, "/threads", b"{}", self.timeout)]
+        chunks = [c async for c in raw_post_stream(self.host, self.port, "/threads", b"{}", self.timeout, self.headers)]
         return orjson.loads(b"".join(chunks))["thread_id"]
 
     def events(self, path: str, body: dict[str, Any]) -> AsyncIterator[tuple[str, bytes]]:
-        return sse_events(raw_post_stream(self.host, self.port, path, orjson.dumps(body), self.timeout))
+        return sse_events(raw_post_stream(self.host, self.port, path, orjson.dumps(body), self.timeout, self.headers))
 
     async def aclose(self) -> None:
         pass
@@ -330,7 +331,7 @@ async def sleepy_stream(client: Any, variant: str) -> dict[str, Any]:
 async def concurrent_part(args: argparse.Namespace, url: str, pid: int | None) -> None:
     for count in args.streams:
         for client_name in args.stream_clients:
-            client = STREAM_CLIENTS[client_name](url, count, args.timeout)
+            client = STREAM_CLIENTS[client_name](url, count, args.timeout, args.auth_headers)
             try:
                 await _concurrent_once(args, client, count, pid)
             finally:
@@ -370,7 +371,7 @@ async def _concurrent_once(args: argparse.Namespace, client: Any, count: int, pi
     ok = [r for r in results if r["ok"]]
     errors = [r["error"] for r in results if not r["ok"]]
     record: dict[str, Any] = {
-        "bench": "concurrent_streams", "target": "server", "client": client.name, "graph": SLEEPY,
+        "bench": "concurrent_streams", "target": "server", "client": client.name, "graph": SLEEPY, "auth": args.auth,
         "variant": args.stream_variant, "streams": count, "completed": len(ok),
         "errors": len(errors) + len(pending), "timed_out": len(pending),
         "wall_s": round(elapsed, 3),
@@ -399,8 +400,9 @@ async def main(args: argparse.Namespace) -> None:
     emit(environment_record("streams.py", loop_name(args.loop), {
         "parts": args.parts, "n": args.n, "first_token_tokens": args.first_token_tokens, "tokens": args.tokens,
         "token_repeats": args.token_repeats, "streams": args.streams,
-        "url": args.url or "started by the script", "targets": args.targets,
+        "url": args.url or "started by the script", "targets": args.targets, "auth": args.auth,
     }))
+    config, env, args.auth_headers = auth_setup(args.auth, args.config)
     floors: dict[str, Any] = {}
     token_work = [p for p in args.parts if p in ("first_token", "token_rate")]
     if "inprocess" in args.targets and token_work:
@@ -416,10 +418,10 @@ async def main(args: argparse.Namespace) -> None:
             await concurrent_part(args, url, args.server_pid)
         return
     if token_work:
-        with ServerProcess(args.config, keep_dir=args.keep_server_files) as server:
+        with ServerProcess(config, env=env, keep_dir=args.keep_server_files) as server:
             await token_parts(args, server.url, server.pid, floors)
     if "concurrent" in args.parts:
-        with ServerProcess(args.config, keep_dir=args.keep_server_files) as server:
+        with ServerProcess(config, env=env, keep_dir=args.keep_server_files) as server:
             await concurrent_part(args, server.url, server.pid)
 
 
