@@ -135,3 +135,28 @@ async def test_thread_search_and_count_use_the_index(storage: Storage, backend: 
         plan = await explain(storage, backend.name, sql, params)
         assert index in plan, plan
         assert not re.search(r"^SCAN threads\b|Seq Scan on threads", plan, re.M), plan
+
+
+async def test_run_lookups_under_an_access_filter_read_only_their_threads(storage: Storage, backend: Any) -> None:
+    """A run list or get under custom auth checks the run's own thread, never every thread."""
+    access = AccessFilter.of({"owner": "u1"})
+    if backend.name == "sqlite":
+        seen: list[str] = []
+        conn = storage._db.conn  # type: ignore[attr-defined]
+        await storage._db.run(conn.set_trace_callback, seen.append)  # type: ignore[attr-defined]
+        try:
+            await storage.run_list(new_id(), limit=10, offset=0, status=None, access=access)
+            await storage.run_get(new_id(), access=access)
+            await storage.runs_with_status(["running"], access=access)
+        finally:
+            await storage._db.run(conn.set_trace_callback, None)  # type: ignore[attr-defined]
+        # The traced text has its parameters inlined, so it is explained as it is.
+        statements = [(s, []) for s in seen if "access_match" in s]
+    else:
+        d = __import__("skeino.storage.postgres.common", fromlist=["DIALECT"]).DIALECT
+        where = query.Where(d).eq("thread_id", new_id()).thread_access(access)
+        statements = [(f"SELECT run_id FROM runs{where.sql} ORDER BY seq DESC LIMIT 10", where.params)]
+    assert len(statements) >= (3 if backend.name == "sqlite" else 1)
+    for sql, params in statements:
+        plan = await explain(storage, backend.name, sql, params)
+        assert not re.search(r"^\s*SCAN t\b|Seq Scan on threads", plan, re.M), plan

@@ -121,13 +121,14 @@ class Where:
         return self.add(sql, *params)
 
     def thread_access(self, access: AccessFilter | None) -> "Where":
-        """Only runs (or anything with a thread_id) whose thread the access filter admits."""
+        """Only runs whose thread the access filter admits.
+
+        The thread is looked up by the run's own thread_id (its primary key): a subquery
+        listing every admitted thread would read all threads on every run lookup."""
         if access is None:
             return self
-        inner = Where(self.dialect).indexed_keys("t.metadata", access.where)
         sql, params = self.dialect.access("t.metadata", access)
-        inner.add(sql, *params)
-        return self.add(f"thread_id IN (SELECT t.thread_id FROM threads t{inner.sql})", *inner.params)
+        return self.add(f"EXISTS (SELECT 1 FROM threads t WHERE t.thread_id = runs.thread_id AND {sql})", *params)
 
     @property
     def sql(self) -> str:

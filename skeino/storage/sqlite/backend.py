@@ -54,8 +54,9 @@ def _sql_access(doc: str | None, filter_json: str) -> int:
     return int(matches_json(doc, filter_json))
 
 
-# A run is visible when its thread is: the filter is over the thread's metadata.
-_RUN_ACCESS = "thread_id IN (SELECT t.thread_id FROM threads t WHERE access_match(t.metadata, ?))"
+# A run is visible when its thread is: the filter is over the thread's metadata, the thread
+# looked up by its primary key (see query.Where.thread_access).
+_RUN_ACCESS = "EXISTS (SELECT 1 FROM threads t WHERE t.thread_id = runs.thread_id AND access_match(t.metadata, ?))"
 
 
 _q = query.q
