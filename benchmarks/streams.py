@@ -24,6 +24,10 @@ Figures (one JSON line each, on stdout):
                   event and its last `values` event holds the node's output.
   server_memory   the server's VmRSS / VmHWM after the first_token and token_rate parts.
 
+With --resumable the first_token and token_rate streams are created with
+stream_resumable: true (their figures carry "resumable": true), which measures what
+persisting every event costs.
+
 When the script starts the server itself, the concurrent part gets a fresh server
 process, so its memory figures are not inflated by the earlier parts.
 
@@ -60,13 +64,20 @@ SLEEPY = "sleepy"
 PROMPT = {"messages": [{"role": "user", "content": "hello"}]}
 
 
+# --resumable: every server stream of the token parts is created with stream_resumable.
+RESUMABLE = False
+
+
 def _agent_body(tokens: int) -> dict[str, Any]:
-    return {
+    body = {
         "assistant_id": AGENT,
         "input": PROMPT,
         "stream_mode": ["messages-tuple"],
         "config": {"configurable": {"fake_token_delay": 0, "fake_tokens": tokens}},
     }
+    if RESUMABLE:
+        body["stream_resumable"] = True
+    return body
 
 
 def _is_token(data: bytes) -> bool:
@@ -193,6 +204,8 @@ def _rate_fields(results: list[dict[str, Any]], requested: int) -> dict[str, Any
 async def token_parts(args: argparse.Namespace, url: str, pid: int | None, floors: dict[str, Any]) -> None:
     http = http_client(url, 4, timeout=args.timeout, headers=args.auth_headers)
     common = {"target": "server", "client": "httpx", "graph": AGENT, "auth": args.auth}
+    if RESUMABLE:
+        common["resumable"] = True
     if args.label:
         common["label"] = args.label
     try:
@@ -451,8 +464,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--concurrent-deadline", type=float, default=60.0,
                    help="seconds after which unfinished concurrent streams are cancelled and counted as errors")
     p.add_argument("--timeout", type=float, default=60.0, help="HTTP timeout in seconds")
+    p.add_argument("--resumable", action="store_true",
+                   help="first_token and token_rate streams with stream_resumable: true (events persisted)")
     add_common_options(p)
     args = p.parse_args(argv)
+    global RESUMABLE
+    RESUMABLE = args.resumable
     for c in args.stream_clients:
         if c not in STREAM_CLIENTS:
             p.error(f"unknown stream client {c!r}")

@@ -41,3 +41,58 @@ async def test_last_event_id_beyond_any_stored_id(forgetful: tuple[Server, Any])
         assert res.status_code == 200 and res.text.count("event: values") == 4
     tail = [p.event async for p in client.runs.join_stream(tid, run["run_id"], last_event_id=str(2**63))]
     assert tail == []
+
+
+def parse_sse(text: str) -> list[tuple[str, str, str]]:
+    """(id, event, data) of each SSE event in a body."""
+    out = []
+    for block in text.split("\n\n"):
+        fields = dict(line.split(": ", 1) for line in block.splitlines() if ": " in line and not line.startswith(":"))
+        if "event" in fields:
+            out.append((fields.get("id", ""), fields["event"], fields.get("data", "")))
+    return out
+
+
+# The docs promise that a resumable stream outlives the process. Its events are stored
+# (group commit) before any client gets them, so what a client saw before a crash is
+# replayed after it.
+async def test_resumable_stream_survives_kill(tmp_path: Path) -> None:
+    db = tmp_path / "skeino.db"
+    server = Server(db=db).start()
+    received: list[tuple[str, str, str]] = []
+    try:
+        client = get_client(url=server.url)
+        thread = await client.threads.create()
+        tid = thread["thread_id"]
+        body = {"assistant_id": "agent", "input": {"messages": [{"role": "user", "content": "hi"}]},
+                "stream_mode": ["messages-tuple"], "stream_resumable": True,
+                "config": {"configurable": {"fake_tokens": 200, "fake_token_delay": 0.2}}}
+        async with httpx.AsyncClient(base_url=server.url, timeout=30) as http:
+            async with http.stream("POST", f"/threads/{tid}/runs/stream", json=body) as res:
+                run_path = res.headers["content-location"]
+                buffer = ""
+                async for chunk in res.aiter_text():
+                    buffer += chunk
+                    *blocks, buffer = buffer.split("\n\n")
+                    received += parse_sse("\n\n".join(blocks) + "\n\n")
+                    if len(received) >= 10:
+                        break
+                server.kill()
+    finally:
+        server.kill()
+    assert [e for _, e, _ in received[:2]] == ["metadata", "messages"]
+
+    server = Server(db=db).start()
+    try:
+        client = get_client(url=server.url)
+        run_id = run_path.rsplit("/", 1)[1]
+        assert (await client.runs.get(tid, run_id))["status"] == "error"  # ServerRestart
+        async with httpx.AsyncClient(base_url=server.url, timeout=30) as http:
+            res = await http.get(f"{run_path}/stream", headers={"Last-Event-ID": "-1"})
+        replayed = parse_sse(res.text)
+        assert replayed[:len(received)] == received
+        assert len(replayed) < 200  # it did stop mid-way
+        parts = [p async for p in client.runs.join_stream(tid, run_id, last_event_id="4")]
+        assert [p.event for p in parts[:5]] == ["messages"] * 5
+    finally:
+        server.stop()

@@ -553,9 +553,6 @@ async def test_resumable_stream_survives_a_restart(tmp_path: Path) -> None:
         srv.stop()
 
 
-@pytest.mark.xfail(strict=True, reason="a resumable run's events reach the database in batches of 256 while it "
-                   "runs, so a kill -9 loses the events clients already saw (group commit of resumable events "
-                   "will make them durable before they are sent)")
 async def test_last_event_id_replays_what_clients_saw_before_a_kill(tmp_path: Path) -> None:
     db = tmp_path / "skeino.db"
     srv = Server(db=db).start()

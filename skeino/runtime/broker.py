@@ -4,7 +4,10 @@ Policy: a run's events are kept in memory for the run's lifetime and
 `stream_keep_seconds` after it ends, so late joiners and reconnecting clients can
 replay them; the run only appends and never waits for a reader, so a slow subscriber
 can never block it. Runs created with `stream_resumable=true` also write their log to
-storage, which serves replays after the in-memory copy is gone (also after a restart).
+storage, which serves replays after the in-memory copy is gone (also after a restart):
+by group commit (one write at a time per run, carrying every event published while the
+previous one was under way), and readers get an event only once it is stored, so a
+client never saw an event a crash could lose.
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ import asyncio
 import weakref
 import logging
 from dataclasses import dataclass, field
-from typing import Any, AsyncIterator
+from typing import Any, AsyncIterator, Callable
 
 from skeino import serde
 from skeino.runtime.threadlog import ProtocolEvent, ThreadLog
@@ -22,8 +25,6 @@ Event = tuple[int, str, bytes]  # (id, event name, JSON data)
 
 logger = logging.getLogger("skeino.broker")
 
-# Events are flushed to storage in batches of this size while the run is live.
-_FLUSH_EVERY = 256
 # Shortest gap between two writes to one subscriber while events pour in.
 _COALESCE = 0.002
 
@@ -43,6 +44,12 @@ class RunStream:
     # With replicas: the run's v2 events not yet sent to the others.
     protocol_outbox: list[ProtocolEvent] | None = None
     mirrored: int = 0  # events already sent to the other replicas (see bus.RedisBus)
+    # Called after each append of a resumable run (the broker schedules its group commit).
+    on_publish: Callable[[], None] | None = None
+    # Resumable runs: how many events are stored. Readers see no further while the run is
+    # live, so every event a client got can be replayed after a crash.
+    durable: int = 0
+    persist_failed: bool = False  # then readers stop waiting for storage
     # Created only while a subscriber waits, so a publish with nobody waiting is cheap.
     _waiter: asyncio.Future[None] | None = None
     _finished: asyncio.Event = field(default_factory=asyncio.Event)
@@ -56,7 +63,20 @@ class RunStream:
             data = bytes(memoryview(serde.dumps(data)))
         self.events.append((seq, event, data))
         self._wake()
+        if self.on_publish is not None:
+            self.on_publish()
         return seq
+
+    def readable(self) -> int:
+        """How many events readers may have: all of them, except those of a live resumable run not stored yet."""
+        if self.resumable and not self.done and not self.persist_failed:
+            return self.durable
+        return len(self.events)
+
+    def stored(self, count: int) -> None:
+        """The first `count` events are in storage: hand them to the readers."""
+        self.durable = max(self.durable, count)
+        self._wake()
 
     def finish(self, status: str, result: Any) -> None:
         self.done = True
@@ -84,11 +104,11 @@ class RunStream:
         i = max(after + 1, 0)
         last = -_COALESCE
         while True:
-            if i < len(self.events):
+            if i < self.readable():
                 pause = last + _COALESCE - loop.time()
                 if pause > 0 and not self.done:
                     await asyncio.sleep(pause)
-                batch = self.events[i:]
+                batch = self.events[i:self.readable()]
                 i += len(batch)
                 last = loop.time()
                 yield batch
@@ -111,12 +131,16 @@ class StreamBroker:
         self._streams: dict[str, RunStream] = {}
         self._thread_runs: dict[str, asyncio.Event] = {}
         self._expiry: dict[str, asyncio.TimerHandle] = {}
+        # Group commits of resumable runs: the task storing a run's events, while one does.
+        self._flush_tasks: dict[str, asyncio.Task[None]] = {}
         # Held by the runs that feed a log and the connections that read it.
         self._thread_logs: weakref.WeakValueDictionary[str, ThreadLog] = weakref.WeakValueDictionary()
 
     def open(self, run_id: str, thread_id: str, resumable: bool) -> RunStream:
         stream = RunStream(run_id, thread_id, resumable, protocol=self.thread_log(thread_id),
                            protocol_outbox=[] if self.bus is not None else None)
+        if resumable:
+            stream.on_publish = lambda: self._schedule_persist(stream)
         self._streams[run_id] = stream
         return stream
 
@@ -174,13 +198,54 @@ class StreamBroker:
                 logger.warning("run %s: sending v2 events to other replicas failed: %s", stream.run_id, exc)
         if not stream.resumable:
             return
-        pending = stream.events[stream.flushed:]
-        if pending and (force or len(pending) >= _FLUSH_EVERY):
-            stream.flushed += len(pending)
+        if not force:
+            return  # the publish already started or queued its group commit (see _schedule_persist)
+        # Now, after any write under way: every event is stored before the run ends.
+        task = self._flush_tasks.get(stream.run_id)
+        if task is not None:
+            await asyncio.wait([task])
+        try:
+            await self._persist_pending(stream)
+        except Exception as exc:  # the run's end is still recorded; only its replay is short
+            logger.warning("run %s: persisting events failed: %s", stream.run_id, exc)
+
+    def _schedule_persist(self, stream: RunStream) -> None:
+        """Group commit: store new events now, or right after the write under way, which batches them."""
+        if stream.run_id in self._flush_tasks or stream.on_publish is None:
+            return
+        self._flush_tasks[stream.run_id] = asyncio.get_running_loop().create_task(
+            self._persist_in_background(stream), name=f"skeino-persist-{stream.run_id}")
+
+    async def _persist_in_background(self, stream: RunStream) -> None:
+        try:
+            while len(stream.events) > stream.flushed and not stream.persist_failed:
+                await self._persist_pending(stream)  # events published meanwhile go next
+        except Exception as exc:
+            # Readers stop waiting for storage; the events stay in memory and the run's
+            # end tries to store them again.
+            logger.warning("run %s: persisting events failed: %s", stream.run_id, exc)
+            stream.persist_failed = True
+            stream.stored(0)
+        finally:
+            self._flush_tasks.pop(stream.run_id, None)
+
+    async def _persist_pending(self, stream: RunStream) -> None:
+        """Append the events not stored yet; one writer at a time per run."""
+        start = stream.flushed
+        pending = stream.events[start:]
+        if not pending:
+            return
+        stream.flushed = start + len(pending)
+        try:
             await self._storage.stream_append(stream.run_id, pending)
+        except BaseException:
+            stream.flushed = start
+            raise
+        stream.stored(stream.flushed)
 
     async def finish(self, stream: RunStream, status: str, result: Any) -> None:
         """Mark the run's log complete, persist it if resumable, expire it later."""
+        stream.on_publish = None  # no more group commits: the forced flush stores the rest
         await self.flush(stream, force=True)
         stream.finish(status, result)
         await self.end_remote(stream.run_id, status, result)
@@ -212,3 +277,5 @@ class StreamBroker:
         for handle in self._expiry.values():
             handle.cancel()
         self._expiry.clear()
+        for task in self._flush_tasks.values():
+            task.cancel()

@@ -168,6 +168,11 @@ class RunExecutor:
             stream.publish("error", error_payload(exc))
 
         action = cancel_action() if status == "interrupted" else None
+        if action == "rollback":
+            # Store what is pending now, so it goes with the run's deletion instead of
+            # landing after it.
+            stream.on_publish = None
+            await self._broker.flush(stream, force=True)
         try:
             result = await self._finish(run, graph, config, status, action, last_values, interrupts,
                                         stopped_at_interrupt, failure)
