@@ -327,3 +327,24 @@ def test_authenticate_results_without_an_identity_are_refused(result: Any) -> No
 
     with pytest.raises(ValueError):
         _normalize(result)
+
+
+def test_actions_no_handler_covers_are_named_at_start(caplog: pytest.LogCaptureFixture) -> None:
+    from langgraph_sdk import Auth
+
+    from skeino.auth.custom import CustomAuth
+
+    partial = Auth()
+
+    @partial.authenticate
+    async def authenticate(authorization: str | None) -> str:
+        return "x"
+
+    @partial.on.threads
+    async def threads(ctx: Any, value: Any) -> None:
+        return None
+
+    with caplog.at_level("WARNING", logger="skeino.auth"):
+        CustomAuth(partial, "auth.py")
+    [warning] = [r.getMessage() for r in caplog.records if r.name == "skeino.auth"]
+    assert "store.put" in warning and "crons.delete" in warning and "threads." not in warning

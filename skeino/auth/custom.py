@@ -31,6 +31,15 @@ AUTHENTICATE_PARAMS = frozenset({"request", "path", "method", "scopes", "path_pa
                                  "authorization", "scope", "user"})
 
 
+# Every action skeino asks a handler about, by resource.
+ACTIONS = {
+    "threads": ("create", "read", "update", "delete", "search", "create_run"),
+    "assistants": ("create", "read", "update", "delete", "search"),
+    "crons": ("create", "read", "update", "delete", "search"),
+    "store": ("put", "get", "delete", "search", "list_namespaces"),
+}
+
+
 class AuthRefused(SkeinoError):
     """An authenticate or authorization handler said no, with the status it chose."""
 
@@ -112,9 +121,12 @@ class CustomAuth:
         self._authenticate = fn
         self._params = _authenticate_params(fn, where)
         self._handlers: dict[tuple[str, str], Callable[..., Any] | None] = {}
-        if not auth._handlers and not auth._global_handlers:
-            logger.warning("%s: custom auth has no @auth.on handlers: every authenticated caller sees everything",
-                           where)
+        # As the official server warns: an action no handler covers is allowed to every
+        # authenticated caller, unfiltered (a common cause of one user seeing another's data).
+        uncovered = [f"{r}.{a}" for r, actions in ACTIONS.items() for a in actions if self._handler(r, a) is None]
+        if uncovered:
+            logger.warning("%s: no @auth.on handler covers %s: any authenticated caller may do these, unfiltered "
+                           "(a global @auth.on handler covers everything)", where, ", ".join(uncovered))
 
     @classmethod
     def load(cls, config: Config) -> "CustomAuth | None":
