@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import uuid
 from typing import Any, AsyncIterator
 
@@ -29,6 +30,7 @@ from skeino.runtime.threadlog import ProtocolEvent
 from skeino.streaming.protocol import matches, parse_filter
 from skeino.streaming.sse import event_stream
 
+logger = logging.getLogger("skeino.protocol")
 router = APIRouter(tags=["threads"], responses=errors(400, 404))
 
 Filter = tuple[frozenset[str], list[list[str]] | None, int | None]
@@ -116,6 +118,14 @@ class _Socket:
         return True if not self.guarded else await self.rt.threads.visible(self.thread_id)
 
     async def forward(self, wanted: Filter, since: int) -> None:
+        try:
+            await self._forward(wanted, since)
+        except Exception as exc:  # e.g. Redis went away: close, so the client reconnects and replays
+            logger.warning("v2 WebSocket on thread %s stopped: %s: %s", self.thread_id, type(exc).__name__, exc)
+            with contextlib.suppress(Exception):
+                await self.ws.close(code=1011, reason="event stream interrupted")
+
+    async def _forward(self, wanted: Filter, since: int) -> None:
         checked = False
         async for batch in self.rt.broker.protocol_events(self.thread_id, since):
             if not checked:  # a thread created after the subscription must be the caller's too
