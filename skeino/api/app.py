@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import logging
 from contextlib import AsyncExitStack, asynccontextmanager
+from http import HTTPStatus
 from typing import Any, AsyncContextManager, AsyncIterator
 
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
-from fastapi.responses import JSONResponse, RedirectResponse
+from fastapi.responses import JSONResponse, RedirectResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from skeino import __version__
@@ -31,6 +32,13 @@ from skeino.runtime.tools import AssistantTools
 logger = logging.getLogger("skeino")
 
 
+def _phrase(status: int) -> str:
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:
+        return f"HTTP error {status}"
+
+
 def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(SkeinoError)
     async def domain_error(request: Request, exc: SkeinoError) -> JSONResponse:
@@ -44,8 +52,13 @@ def _install_error_handlers(app: FastAPI) -> None:
         return JSONResponse({"detail": describe_validation(exc.errors())}, status_code=422)
 
     @app.exception_handler(StarletteHTTPException)
-    async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
-        return JSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=getattr(exc, "headers", None))
+    async def http_error(_: Request, exc: StarletteHTTPException) -> Response:
+        headers = getattr(exc, "headers", None)
+        if exc.status_code in (204, 304) or exc.status_code < 200:
+            return Response(status_code=exc.status_code, headers=headers)  # no body allowed
+        # Always one sentence, whatever a library put in `detail`.
+        detail = exc.detail if isinstance(exc.detail, str) and exc.detail else _phrase(exc.status_code)
+        return JSONResponse({"detail": detail}, status_code=exc.status_code, headers=headers)
 
 
 def _audit_refusal(request: Request, exc: AuthRefused) -> None:

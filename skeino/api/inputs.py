@@ -1,4 +1,4 @@
-"""What every route receives, checked once: JSON bodies whatever their Content-Type, and ids in paths.
+"""What every route receives, checked once: JSON bodies whatever their Content-Type, ids in paths, the query.
 
 The official server parses every body as JSON (its chat UI's proxy and the hosted Studio send
 JSON as `text/plain`), so skeino does too. Cross-site `text/plain` requests from foreign origins
@@ -10,7 +10,8 @@ refused here, for every route at once, with a 422 naming the field, instead of f
 as a 500 deep in storage.
 
 Thread, run and cron ids are UUIDs: one that is not is a 422 naming it, as on the official
-server, rather than a 404 that reads as "deleted".
+server, rather than a 404 that reads as "deleted". A query parameter the route does not read
+is a 422 naming it, where the framework would silently ignore it.
 """
 
 from __future__ import annotations
@@ -52,16 +53,8 @@ def _as_json(scope: dict[str, Any]) -> None:
     scope["headers"] = [*headers, _JSON_TYPE]
 
 
-def _where(path: list[Any]) -> str:
-    out = ""
-    for part in path:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
-    return out
-
-
-def _problem(path: list[Any], msg: str, value: Any) -> RequestValidationError:
-    return RequestValidationError([{"type": "value_error", "loc": ("body", *path), "msg": msg,
-                                    "input": value if not isinstance(value, (dict, list)) else None}])
+def _problem(path: list[Any], msg: str) -> RequestValidationError:
+    return RequestValidationError([{"type": "value_error", "loc": ("body", *path), "msg": msg, "input": None}])
 
 
 def check_value(data: Any) -> None:
@@ -71,23 +64,23 @@ def check_value(data: Any) -> None:
         value, path = stack.pop()
         if isinstance(value, str):
             if not value.isascii() and _SURROGATE.search(value):
-                raise _problem(path, "Text contains a lone UTF-16 surrogate, which is not valid Unicode", None)
+                raise _problem(path, "Text contains a lone UTF-16 surrogate, which is not valid Unicode")
         elif isinstance(value, bool) or value is None:
             continue
         elif isinstance(value, int):
             if not INT_MIN <= value <= INT_MAX:
-                raise _problem(path, "Integer is wider than 64 bits (the range is -2^63 to 2^63-1)", None)
+                raise _problem(path, "Integer is wider than 64 bits (the range is -2^63 to 2^63-1)")
         elif isinstance(value, float):
             if not math.isfinite(value):
-                raise _problem(path, f"Number {value} is not a finite JSON number", None)
+                raise _problem(path, f"Number {value} is not a finite JSON number")
         elif isinstance(value, (dict, list)):
             if len(path) >= MAX_DEPTH:
-                raise _problem(path[:3], f"Value is nested more than {MAX_DEPTH} levels deep", None)
+                raise _problem(path[:3], f"Value is nested more than {MAX_DEPTH} levels deep")
             if isinstance(value, dict):
                 for key, item in value.items():
                     if not key.isascii() and _SURROGATE.search(key):
                         raise _problem(path, f"Key {key.encode('utf-8', 'replace').decode()!r} contains a lone "
-                                             "UTF-16 surrogate, which is not valid Unicode", None)
+                                             "UTF-16 surrogate, which is not valid Unicode")
                     stack.append((item, [*path, key]))
             else:
                 stack.extend((item, [*path, i]) for i, item in enumerate(value))
@@ -104,7 +97,7 @@ def parse(body: bytes) -> Any:
         raise RequestValidationError([{"type": "json_invalid", "loc": ("body",), "msg": "JSON decode error",
                                        "input": {}, "ctx": {"error": "the body is not UTF-8 text"}}]) from None
     except RecursionError:
-        raise _problem([], f"The body is nested more than {MAX_DEPTH} levels deep", None) from None
+        raise _problem([], f"The body is nested more than {MAX_DEPTH} levels deep") from None
     check_value(data)
     return data
 
