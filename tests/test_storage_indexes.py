@@ -21,19 +21,24 @@ STATUSES = ("idle", "busy", "interrupted", "error")
 
 
 async def fill(storage: Storage) -> tuple[str, list[Record]]:
-    """Threads whose indexed keys are mirrored in unindexed `*_copy` keys, and a few odd ones."""
+    """Threads whose indexed keys are mirrored in unindexed `*_copy` keys, and a few odd ones.
+
+    String values end in this test's tag, so a search by indexed keys alone (the path that
+    skips the row-by-row check) finds only this test's threads in a shared database."""
     tag = new_id()
     made: list[Record] = []
     for i in range(60):
-        meta: dict[str, Any] = {"tag": tag, "graph_id": f"g{i % 3}", "graph_copy": f"g{i % 3}",
-                                "assistant_id": f"a{i % 4}", "assistant_copy": f"a{i % 4}",
-                                "owner": f"u{i % 5}", "owner_copy": f"u{i % 5}"}
+        meta: dict[str, Any] = {"tag": tag, "graph_id": f"g{i % 3}.{tag}", "graph_copy": f"g{i % 3}.{tag}",
+                                "assistant_id": f"a{i % 4}.{tag}", "assistant_copy": f"a{i % 4}.{tag}",
+                                "owner": f"u{i % 5}.{tag}", "owner_copy": f"u{i % 5}.{tag}"}
         made.append(thread(metadata=meta, status=STATUSES[i % 4], created_at=ts(i % 7), updated_at=ts(i)))
-    # Values an index on text must not confuse with the string: a number, an object, absence.
-    made.append(thread(metadata={"tag": tag, "graph_id": 1, "graph_copy": 1, "owner": {"$eq": "u1"},
-                                 "owner_copy": {"$eq": "u1"}}, created_at=ts(3)))
+    # Values whose text could be taken for a string: a number, objects, a list, absence.
+    made.append(thread(metadata={"tag": tag, "graph_id": 1, "graph_copy": 1, "owner": {"$eq": f"u1.{tag}"},
+                                 "owner_copy": {"$eq": f"u1.{tag}"}}, created_at=ts(3)))
     made.append(thread(metadata={"tag": tag, "graph_id": "1", "graph_copy": "1"}, created_at=ts(3)))
     made.append(thread(metadata={"tag": tag}, created_at=ts(3)))
+    made.append(thread(metadata={"tag": tag, "graph_id": {"a": tag}, "graph_copy": {"a": tag},
+                                 "owner": [f"u2.{tag}"], "owner_copy": [f"u2.{tag}"]}, created_at=ts(3)))
     for record in made:
         assert await storage.thread_create(record)
     return tag, made
@@ -51,45 +56,64 @@ def copies(where: dict[str, Any]) -> dict[str, Any]:
              "owner_copy" if k == "owner" else k): v for k, v in where.items()}
 
 
+def tagged(value: Any, tag: str) -> Any:
+    """A parameter with `{t}` in its strings replaced by the test's tag."""
+    if isinstance(value, dict):
+        return {k: tagged(v, tag) for k, v in value.items()}
+    if isinstance(value, list):
+        return [tagged(v, tag) for v in value]
+    return value.replace("{t}", tag) if isinstance(value, str) else value
+
+
 @pytest.mark.parametrize("wanted", [
-    {"graph_id": "g1"}, {"assistant_id": "a2"}, {"owner": "u3"}, {"graph_id": "g0", "owner": "u2"},
-    {"graph_id": "g2", "assistant_id": "a1", "owner": "u0"}, {"graph_id": 1}, {"graph_id": "1"},
-    {"owner": {"$eq": "u1"}}, {"graph_id": "nope"},
+    {"graph_id": "g1.{t}"}, {"assistant_id": "a2.{t}"}, {"owner": "u3.{t}"}, {"graph_id": "g0.{t}", "owner": "u2.{t}"},
+    {"graph_id": "g2.{t}", "assistant_id": "a1.{t}", "owner": "u0.{t}"}, {"graph_id": "g1.{t}", "tag": "{t}"},
+    {"graph_id": 1, "tag": "{t}"}, {"graph_id": "1", "tag": "{t}"}, {"owner": {"$eq": "u1.{t}"}},
+    {"graph_id": "nope.{t}"}, {"graph_id": '{"a":"{t}"}'}, {"graph_id": '{"a": "{t}"}'}, {"owner": '["u2.{t}"]'},
+    {"graph_id": {"a": "{t}"}},
 ])
 async def test_metadata_search_and_count_match_the_unindexed_path(storage: Storage, wanted: Record) -> None:
     tag, made = await fill(storage)
-    indexed = await search(storage, metadata={**wanted, "tag": tag})
+    wanted = tagged(wanted, tag)
+    indexed = await search(storage, metadata=wanted)
     assert indexed == await search(storage, metadata={**copies(wanted), "tag": tag})
     expected = {r["thread_id"] for r in made if all(r["metadata"].get(k) == v for k, v in wanted.items())}
     assert set(indexed) == expected
     for status in STATUSES:
-        assert (await search(storage, metadata={**wanted, "tag": tag}, status=status)
+        assert (await search(storage, metadata=wanted, status=status)
                 == await search(storage, metadata={**copies(wanted), "tag": tag}, status=status))
-    count = await storage.thread_count(ids=None, metadata={**wanted, "tag": tag}, values=None, status=None)
+    count = await storage.thread_count(ids=None, metadata=wanted, values=None, status=None)
     assert count == len(expected)
 
 
 @pytest.mark.parametrize("where", [
-    {"owner": "u2"}, {"owner": {"$eq": "u4"}}, {"owner": "u1", "graph_id": "g1"},
-    {"$or": [{"owner": "u1"}, {"owner": "u2"}]}, {"owner": {"$eq": {"$eq": "u1"}}},
+    {"owner": "u2.{t}"}, {"owner": {"$eq": "u4.{t}"}}, {"owner": "u1.{t}", "graph_id": "g1.{t}"},
+    {"$or": [{"owner": "u1.{t}"}, {"owner": "u2.{t}"}]}, {"owner": {"$eq": {"$eq": "u1.{t}"}}},
+    {"owner": '["u2.{t}"]'}, {"owner": "u1.{t}", "tag": "{t}"},
 ])
 async def test_access_filters_match_the_unindexed_path(storage: Storage, where: dict[str, Any]) -> None:
     tag, made = await fill(storage)
+    where = tagged(where, tag)
     mirrored = {k: ([copies(g) for g in v] if k == "$or" else v) for k, v in copies(where).items()}
     for sort_by in ("created_at", "updated_at"):
         indexed = await search(storage, metadata={"tag": tag}, access=AccessFilter.of(where), sort_by=sort_by)
         assert indexed == await search(storage, metadata={"tag": tag}, access=AccessFilter.of(mirrored),
                                        sort_by=sort_by)
+        alone = await search(storage, access=AccessFilter.of(where), sort_by=sort_by)
+        assert alone == indexed
     expected = {r["thread_id"] for r in made if AccessFilter.of(where).matches(r["metadata"])}
-    assert set(indexed) == expected and expected
+    assert set(indexed) == expected
+    count = await storage.thread_count(ids=None, metadata=None, values=None, status=None,
+                                       access=AccessFilter.of(where))
+    assert count == len(expected)
 
 
 async def test_pages_neither_skip_nor_repeat_across_equal_creation_times(storage: Storage) -> None:
     tag, made = await fill(storage)
-    whole = await search(storage, metadata={"graph_id": "g0", "tag": tag})
+    whole = await search(storage, metadata={"graph_id": f"g0.{tag}"})
     paged: list[str] = []
     for offset in range(0, len(whole), 3):
-        rows = await storage.thread_search(ids=None, metadata={"graph_id": "g0", "tag": tag}, values=None,
+        rows = await storage.thread_search(ids=None, metadata={"graph_id": f"g0.{tag}"}, values=None,
                                            status=None, limit=3, offset=offset, sort_by="created_at",
                                            sort_order="desc")
         paged += [r["thread_id"] for r in rows]

@@ -57,6 +57,8 @@ class Dialect:
     # A top-level metadata key's text with {col} and {key}, written exactly as the expression
     # indexes are, so the planner matches them (the key is a literal from INDEXED_METADATA_KEYS).
     json_text: str
+    # A condition that the top-level key {key} holds a JSON string (with {col}).
+    json_is_text: str
 
     def placeholders(self, n: int) -> str:
         return ", ".join([self.param] * n)
@@ -85,22 +87,30 @@ class Where:
     def contains(self, col: str, doc: Record | None) -> "Where":
         if not doc:
             return self
-        if col == "metadata":
-            self.indexed_keys(col, doc, eq_operator=False)
+        if col == "metadata" and self._indexed(col, doc, eq_operator=False):
+            return self
         return self.add(self.dialect.contains.format(col=q(col), param=self.dialect.param),
                         self.dialect.encode_json(doc))
 
-    def indexed_keys(self, col: str, wanted: Record, eq_operator: bool = True) -> "Where":
-        """Conditions on the indexed keys that `wanted` pins to a string: implied by the exact
-        filter (which still follows), they let the database look rows up instead of reading all.
-        `{"$eq": v}` means v in access filters only; in a metadata search it is a nested object."""
+    def _indexed(self, col: str, wanted: Record, eq_operator: bool) -> bool:
+        """Conditions on the indexed keys that `wanted` pins to a string, so the database looks
+        rows up instead of reading all; True when they say all `wanted` says (then the exact,
+        row-by-row filter is skipped). `{"$eq": v}` means v in access filters only; in a
+        metadata search it is a nested object."""
+        covered = 0
         for key in INDEXED_METADATA_KEYS:
             value = wanted.get(key)
             if eq_operator and isinstance(value, dict) and len(value) == 1 and "$eq" in value:
                 value = value["$eq"]
             if isinstance(value, str):
                 self.add(f"{self.dialect.json_text.format(col=col, key=key)} = {self.dialect.param}", value)
-        return self
+                covered += 1
+        if covered < len(wanted):
+            return False
+        # The text of an object or a number could equal the string too: the value must be one.
+        for key in wanted:
+            self.add(self.dialect.json_is_text.format(col=col, key=key))
+        return True
 
     def ilike(self, col: str, text: str | None) -> "Where":
         if not text:
@@ -114,9 +124,8 @@ class Where:
 
     def access(self, access: AccessFilter | None, col: str = "metadata") -> "Where":
         """Only records whose metadata the caller's access filter admits."""
-        if access is None:
+        if access is None or self._indexed(col, access.where, eq_operator=True):
             return self
-        self.indexed_keys(col, access.where)
         sql, params = self.dialect.access(q(col), access)
         return self.add(sql, *params)
 

@@ -29,7 +29,8 @@ def _access(col: str, access: Any) -> tuple[str, list[Any]]:
 
 
 DIALECT = Dialect(param="%s", contains="{col} @> {param}", ilike="{col} ILIKE {param}", encode_json=jsonb,
-                  tiebreak="seq", access=_access, json_text="({col} ->> '{key}')")
+                  tiebreak="seq", access=_access, json_text="({col} ->> '{key}')",
+                  json_is_text="jsonb_typeof({col} -> '{key}') = 'string'")
 
 
 class Pooled:

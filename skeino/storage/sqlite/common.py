@@ -32,7 +32,7 @@ def _access(col: str, access: AccessFilter) -> tuple[str, list[Any]]:
 # every connection.
 DIALECT = Dialect(param="?", contains="json_contains({col}, {param})", ilike="{col} LIKE {param}",
                   encode_json=_enc, tiebreak="rowid", access=_access,
-                  json_text="json_extract({col}, '$.{key}')")
+                  json_text="json_extract({col}, '$.{key}')", json_is_text="json_type({col}, '$.{key}') = 'text'")
 
 
 def _threaded(fn: Callable[..., T]) -> Callable[..., Any]:
