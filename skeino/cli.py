@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import logging
 import os
 import socket
@@ -178,6 +179,11 @@ def serve_factory():  # type: ignore[no-untyped-def]
     return create_app(_load(args))
 
 
+# Seconds uvicorn waits for open streams beyond the shutdown grace: cancelled runs
+# record their end (at most 5 s) and their streams close.
+_STREAM_END_MARGIN = 7
+
+
 def _serve_workers(args: argparse.Namespace, config: Config, common: dict[str, Any]) -> int:
     """Hand the port to uvicorn's N worker processes, each building its own app from the environment."""
     import uvicorn
@@ -268,8 +274,32 @@ def main(argv: list[str] | None = None) -> int:
     if getattr(args, "workers", 1) > 1:
         guard.audit.close()
         return _serve_workers(args, config, common)
-    uvicorn.run(app, **common)  # type: ignore[arg-type]
+    _serve_draining(app, common)
     return 0
+
+
+def _serve_draining(app: Any, options: dict[str, Any]) -> None:
+    """Serve with uvicorn, telling the runtime as soon as a stop signal arrives.
+
+    uvicorn first waits (up to its graceful timeout) for open connections and only then
+    runs the app's shutdown. Told at the signal, the runtime stops taking runs and gives
+    the running ones the grace period at once, so their open streams get the rest of
+    their events and end with a complete body before uvicorn's timeout, which is set a
+    little after the grace period.
+    """
+    import uvicorn
+
+    runtime = app.state.runtime
+    grace = runtime.settings.shutdown_grace
+    options = {**options, "timeout_graceful_shutdown": int(grace) + _STREAM_END_MARGIN if grace else None}
+
+    class DrainingServer(uvicorn.Server):
+        def handle_exit(self, sig: int, frame: Any) -> None:
+            loop = asyncio.get_event_loop()
+            loop.call_soon_threadsafe(runtime.begin_shutdown)
+            super().handle_exit(sig, frame)
+
+    DrainingServer(uvicorn.Config(app, **options)).run()
 
 
 if __name__ == "__main__":

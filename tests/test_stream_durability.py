@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import signal
 from pathlib import Path
 from typing import Any, AsyncIterator
 
@@ -96,3 +97,52 @@ async def test_resumable_stream_survives_kill(tmp_path: Path) -> None:
         assert [p.event for p in parts[:5]] == ["messages"] * 5
     finally:
         server.stop()
+
+
+# SIGTERM: the official server cuts streams; skeino gives running runs the grace period and
+# their open streams the rest of their events, then ends each with a complete body.
+async def test_sigterm_lets_open_streams_finish(tmp_path: Path) -> None:
+    server = Server(db=tmp_path / "skeino.db", env={"SKEINO_SHUTDOWN_GRACE": "4"}).start()
+    bodies: dict[str, str] = {}
+    try:
+        client = get_client(url=server.url)
+        short_tid = (await client.threads.create())["thread_id"]
+        long_tid = (await client.threads.create())["thread_id"]
+        follow_tid = (await client.threads.create())["thread_id"]
+        async with httpx.AsyncClient(base_url=server.url, timeout=60) as http:
+            async def read(name: str, method: str, path: str, **kwargs: Any) -> None:
+                text = ""
+                async with http.stream(method, path, **kwargs) as res:
+                    async for chunk in res.aiter_text():  # raises on an incomplete chunked body
+                        text += chunk
+                bodies[name] = text
+
+            readers = [
+                asyncio.create_task(read("short", "POST", f"/threads/{short_tid}/runs/stream",
+                                         json={"assistant_id": "slow", "input": {"seconds": 1}})),
+                asyncio.create_task(read("long", "POST", f"/threads/{long_tid}/runs/stream",
+                                         json={"assistant_id": "slow", "input": {"seconds": 60}})),
+                asyncio.create_task(read("thread", "GET", f"/threads/{follow_tid}/stream")),
+            ]
+
+            async def started() -> bool:
+                runs = [await client.runs.list(t) for t in (short_tid, long_tid)]
+                return all(r and r[0]["status"] == "running" for r in runs)
+
+            deadline = asyncio.get_running_loop().time() + 30
+            while not await started():
+                assert asyncio.get_running_loop().time() < deadline
+                await asyncio.sleep(0.05)
+            assert server.proc is not None
+            server.proc.send_signal(signal.SIGTERM)
+            await asyncio.gather(*readers)  # none raised: every body was complete
+        assert server.proc.wait(timeout=60) in (0, -signal.SIGTERM)  # uvicorn re-raises the signal it caught
+    finally:
+        server.stop()
+    # The short run finished in the grace period and its stream got every event.
+    assert bodies["short"].count("event: values") == 4
+    assert '"after"' in bodies["short"]
+    # The long one was interrupted at the end of the grace period; its stream ended with it.
+    assert '"nap"' not in bodies["long"] and "event: metadata" in bodies["long"]
+    # The thread stream (no run on its thread) ended cleanly too, once no run could start.
+    assert "thread" in bodies

@@ -28,7 +28,7 @@ from skeino.runtime.broker import Event
 from skeino.runtime.core import Runtime
 from skeino.runtime.threadlog import ProtocolEvent
 from skeino.streaming.protocol import matches, parse_filter
-from skeino.streaming.sse import event_stream
+from skeino.streaming.sse import event_stream, until
 
 logger = logging.getLogger("skeino.protocol")
 router = APIRouter(tags=["threads"], responses=errors(400, 404))
@@ -73,7 +73,8 @@ async def thread_events(thread_id: str, request: Request, rt: Runtime = Depends(
     since = _since(body.get("since"))
     if request.app.state.guard.custom is not None:
         await rt.threads.get(thread_id)  # with custom auth, only a thread the caller may read (else 404)
-    return event_stream(_filtered(rt.broker.protocol_events(thread_id, since), wanted),
+    # It follows the thread for good: it ends (cleanly) once the server stopped its runs.
+    return event_stream(until(_filtered(rt.broker.protocol_events(thread_id, since), wanted), rt.drained),
                         heartbeat=rt.settings.heartbeat_seconds)
 
 

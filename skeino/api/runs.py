@@ -101,6 +101,7 @@ def _stream_response(rt: Runtime, run: Record, *, after: int = -1, cancel_on_abo
         heartbeat=rt.settings.heartbeat_seconds,
         headers=headers,
         on_abort=(lambda: rt.runs.cancel_on_disconnect(run)) if cancel_on_abort else None,
+        closing=rt.runs.closing,
     )
 
 
@@ -212,7 +213,7 @@ async def join_thread_stream(thread_id: str, stream_mode: list[str] | None = Que
     await rt.threads.get(thread_id)
     modes = None if not stream_mode or stream_mode == ["run_modes"] else stream_mode
     return event_stream(_filtered(rt.runs.thread_events(thread_id), modes, _ALWAYS_THREAD),
-                        heartbeat=rt.settings.heartbeat_seconds)
+                        heartbeat=rt.settings.heartbeat_seconds, closing=rt.runs.closing)
 
 
 # stateless runs ------------------------------------------------------------------------

@@ -67,6 +67,8 @@ class Runtime:
         self.crons = CronService(self.storage, self.assistants, self.runs, self.webhooks,
                                  Clock(self.settings.clock_offset_seconds), self.authz)
         self.cron_scheduler = CronScheduler(self.storage, self.crons)
+        self._draining: asyncio.Task[None] | None = None  # begin_shutdown's wind-down of the queue
+        self.drained = asyncio.Event()  # set once no run executes any more (streams that follow threads end)
         self.store: StoreService  # bound to the storage's store once it is open
 
     def _bus(self) -> RedisBus | None:
@@ -118,10 +120,30 @@ class Runtime:
         self.thread_sweeper.start()
         await self.cron_scheduler.start()
 
+    def begin_shutdown(self) -> None:
+        """The server was told to stop: take no more runs, give running ones the grace period.
+
+        Called as the stop signal arrives, before the HTTP server waits for its connections,
+        so the streams of runs finishing in the grace period go on and then end properly.
+        """
+        if self._draining is None:
+            self.runs.closing.set()
+            self._draining = asyncio.get_running_loop().create_task(self._drain(), name="skeino-drain")
+
+    async def _drain(self) -> None:
+        try:
+            await self.queue.shutdown(self.settings.shutdown_grace)
+        finally:
+            self.drained.set()
+
     async def stop(self) -> None:
         await self.cron_scheduler.stop()
         await self.thread_sweeper.stop()
+        self.runs.closing.set()
+        if self._draining is not None:
+            await self._draining
         await self.queue.shutdown(self.settings.shutdown_grace)
+        self.drained.set()
         await self.webhooks.stop()
         self.broker.close()
         if self.bus is not None:

@@ -83,6 +83,9 @@ class RunService:
         self._limits = QueueLimits(server=settings.max_queued_runs or None,
                                    thread=settings.max_queued_runs_per_thread or None)
         self._webhooks = webhooks
+        # Set when the server stops: streams waiting for a run to start, or for the next run
+        # of a thread, end instead (no run starts any more).
+        self.closing = asyncio.Event()
 
     # creation -----------------------------------------------------------------------
     async def create(self, thread_id: str | None, body: dict[str, Any], *,
@@ -92,6 +95,10 @@ class RunService:
         `protocol`: started through the v2 protocol, so it streams every v2 channel.
         """
         self._refuse_unsupported(body)
+        if self.closing.is_set():
+            # No run starts any more; a run written now would wait for the next start.
+            raise Unavailable("The server is shutting down; retry against the next one",
+                              headers={"Retry-After": str(QUEUE_RETRY_AFTER_SECONDS)})
         if body.get("command") is not None and not _is_empty_input(body.get("input")):
             raise Invalid("Cannot specify both 'input' and 'command': send the command with no input, or an empty one")
         assistant = await self._assistants.get_for_run(body["assistant_id"])
@@ -391,7 +398,7 @@ class RunService:
             # Not in memory yet (e.g. queued before a restart): wait for it to open.
             while self._broker.get(run["run_id"]) is None:
                 current = await self._storage.run_get(run["run_id"])
-                if current is None or current["status"] in RUN_FINAL:
+                if current is None or current["status"] in RUN_FINAL or self.closing.is_set():
                     return
                 await asyncio.sleep(0.05)
             async for batch in self.events(run, after):
@@ -406,7 +413,7 @@ class RunService:
         """
         seen: set[str] = set()
         next_id = 0
-        while True:
+        while not self.closing.is_set():
             signal = self._broker.thread_signal(thread_id)
             remote = self._broker.bus is not None
             live = [r for r in await self._storage.runs_inflight(thread_id)
@@ -419,7 +426,11 @@ class RunService:
                     except TimeoutError:
                         pass
                 else:
-                    await signal.wait()
+                    closing = asyncio.ensure_future(self.closing.wait())
+                    started = asyncio.ensure_future(signal.wait())
+                    await asyncio.wait([closing, started], return_when=asyncio.FIRST_COMPLETED)
+                    closing.cancel()
+                    started.cancel()
                 continue
             run = live[0]
             seen.add(run["run_id"])
