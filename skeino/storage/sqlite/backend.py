@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import inspect
 import sqlite3
 import time
 import concurrent.futures
@@ -198,6 +199,10 @@ class ThreadedSqliteSaver(BaseCheckpointSaver[str]):
     async def aput_writes(self, config: RunnableConfig, writes: Sequence[tuple[str, Any]], task_id: str,
                           task_path: str = "") -> None:
         await self._db.run(self._saver.put_writes, config, writes, task_id, task_path)
+
+    # LangGraph inspects aput_writes' signature at the start of every run (does it take
+    # task_path?); a stored signature makes that 10x cheaper (~80 µs less CPU per run).
+    aput_writes.__signature__ = inspect.signature(aput_writes)  # type: ignore[attr-defined]
 
     async def adelete_thread(self, thread_id: str) -> None:
         await self._db.run(self._saver.delete_thread, thread_id)
