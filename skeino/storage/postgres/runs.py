@@ -96,6 +96,9 @@ class RunTables:
     async def run_start(self: "PostgresStorage", run_id: str, thread_id: str, thread_metadata: Record) -> bool:
         now = now_iso()
         async with self._tx() as conn:
+            # Thread row first, then the run: the order run creation takes them in, so the
+            # two never deadlock (an interrupt superseding this very run, say).
+            await self._one("SELECT 1 FROM threads WHERE thread_id = %s FOR UPDATE", (thread_id,), conn)
             if not await self._exec("UPDATE runs SET status = 'running', updated_at = %s "
                                     "WHERE run_id = %s AND status = 'pending'", (now, run_id), conn):
                 return False
@@ -190,6 +193,9 @@ class RunTables:
                 FROM picked WHERE runs.seq = picked.seq AND runs.status = 'pending'
                 RETURNING {cols(RUN_COLS, "runs.")}, runs.seq""",
                 (now, limit, owner, now + lease_seconds, stamp), conn)
+        # Stamped after the claim commits: taking thread rows while holding run rows would
+        # invert the order run creation locks them in, and deadlock with it.
+        async with self._pool.connection() as conn:
             for run in claimed:
                 await self._stamp(conn, run["thread_id"], query.claim_stamp(run), stamp)
         claimed.sort(key=lambda r: r.pop("seq"))
