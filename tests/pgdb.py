@@ -30,3 +30,10 @@ def drop_database(url: str) -> None:
     name = urlsplit(url).path.lstrip("/")
     with psycopg.connect(BASE_URL, autocommit=True) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')  # type: ignore[arg-type]
+
+
+def has_pgvector() -> bool:
+    """Whether the server can give the store a vector index (the pgvector extension)."""
+    assert BASE_URL is not None
+    with psycopg.connect(BASE_URL, autocommit=True) as conn:
+        return conn.execute("SELECT 1 FROM pg_available_extensions WHERE name = 'vector'").fetchone() is not None

@@ -30,6 +30,20 @@ def database_url(db: Path) -> str:
     return _DATABASES[db]
 
 
+def sql(db: Path, statement: str, params: tuple[object, ...] = ()) -> list[tuple[object, ...]]:
+    """Run SQL (with ? placeholders) on the database of the servers started on `db`, whichever backend."""
+    if BACKEND == "postgres":
+        import psycopg
+
+        with psycopg.connect(database_url(db), autocommit=True) as conn:
+            cur = conn.execute(statement.replace("?", "%s"), params)  # type: ignore[arg-type]
+            return cur.fetchall() if cur.description else []
+    import sqlite3
+
+    with sqlite3.connect(db) as conn:
+        return conn.execute(statement, params).fetchall()
+
+
 def drop_databases() -> None:
     for url in _DATABASES.values():
         pgdb.drop_database(url)

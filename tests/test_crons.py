@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import math
-import sqlite3
 import time
 import uuid
 from datetime import datetime, timedelta, timezone
@@ -18,6 +17,7 @@ from langgraph_sdk.errors import BadRequestError, NotFoundError, UnprocessableEn
 
 from helpers import is_iso, names, raw, tag
 from receiver import Receiver
+import serverproc
 from serverproc import Server
 
 
@@ -247,8 +247,7 @@ async def test_a_claim_left_by_a_crash_starts_its_run_once(fresh_db: Path) -> No
     the next start writes that run, unless it was written already."""
 
     def leave_claim(run_id: str) -> None:  # what the crash left behind (the server is stopped)
-        with sqlite3.connect(fresh_db) as db:
-            db.execute("UPDATE crons SET claimed_run_id = ?", (run_id,))
+        serverproc.sql(fresh_db, "UPDATE crons SET claimed_run_id = ?", (run_id,))
 
     srv = Server(db=fresh_db).start()
     c = get_client(url=srv.url)

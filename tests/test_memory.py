@@ -10,6 +10,8 @@ import httpx
 import pytest
 from langgraph_sdk import get_client
 
+import pgdb
+import serverproc
 from serverproc import Server
 
 GRAPHS = Path(__file__).resolve().parent / "graphs"
@@ -20,6 +22,13 @@ def write_config(folder: Path, **store: object) -> Path:
     path = folder / "langgraph.json"
     path.write_text(json.dumps({"graphs": {"memory": f"{GRAPHS}/memory.py:graph"}, "store": store}))
     return path
+
+
+# On Postgres the store's vector index is pgvector's; without the extension there is nothing to test.
+needs_vectors = pytest.mark.skipif(
+    serverproc.BACKEND == "postgres" and pgdb.BASE_URL is not None and not pgdb.has_pgvector(),
+    reason="SKEINO_TEST_BACKEND=postgres and the server has no pgvector extension")
+pytestmark = needs_vectors
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import json
 import signal
-import sqlite3
 import time
 from pathlib import Path
 from typing import Any, Awaitable, Callable, Iterator
@@ -19,6 +18,7 @@ import pytest
 from langgraph_sdk import get_client
 from langgraph_sdk.errors import NotFoundError
 
+import serverproc
 from serverproc import Server
 
 GRAPHS = Path(__file__).resolve().parent / "graphs"
@@ -51,9 +51,8 @@ async def gone(client: Any, thread_id: str) -> bool:
 
 def rows_for(db: Path, thread_id: str) -> dict[str, int]:
     """What the database still holds for a thread, read straight from the file."""
-    with sqlite3.connect(db) as conn:
-        return {t: conn.execute(f"SELECT COUNT(*) FROM {t} WHERE thread_id = ?", (thread_id,)).fetchone()[0]
-                for t in ("threads", "runs", "checkpoints", "thread_ttl")}
+    return {t: int(serverproc.sql(db, f"SELECT COUNT(*) FROM {t} WHERE thread_id = ?", (thread_id,))[0][0])  # type: ignore[call-overload]
+            for t in ("threads", "runs", "checkpoints", "thread_ttl")}
 
 
 @pytest.fixture(scope="module")

@@ -28,6 +28,19 @@ from skeino.storage.postgres.runs import RunTables
 from skeino.storage.query import ASSISTANT_COLS, THREAD_COLS, VERSION_COLS, cols
 
 
+async def _fractional_store_ttls(conn: AsyncConnection) -> None:
+    """Let store TTLs be fractions of a minute, as they are on SQLite and the official server.
+
+    LangGraph's Postgres store keeps `ttl_minutes` as an integer, so a TTL of 0.5 minutes
+    came back as 0 on its first refresh and the item expired at once.
+    """
+    row = await (await conn.execute(
+        "SELECT data_type FROM information_schema.columns WHERE table_schema = current_schema() "
+        "AND table_name = 'store' AND column_name = 'ttl_minutes'")).fetchone()
+    if row is not None and row["data_type"] == "integer":  # type: ignore[call-overload,index]
+        await conn.execute("ALTER TABLE store ALTER COLUMN ttl_minutes TYPE DOUBLE PRECISION")
+
+
 class PostgresStorage(RunTables, CronTables, CheckpointTables, IdempotencyTables, Pooled):
     """The shared backend for one or many replicas."""
 
@@ -61,6 +74,7 @@ class PostgresStorage(RunTables, CronTables, CheckpointTables, IdempotencyTables
                 await migrate(conn)
                 await self.checkpointer.setup()
                 await self.store.setup()
+                await _fractional_store_ttls(conn)
             finally:
                 await conn.execute("SELECT pg_advisory_unlock(%s)", (MIGRATION_LOCK,))
         await self.store.start_ttl_sweeper()
