@@ -6,6 +6,7 @@ from typing import Any
 
 import pytest
 
+import serverproc
 from helpers import raw, tag
 
 pytestmark = pytest.mark.usefixtures("no_server_errors")
@@ -36,6 +37,8 @@ async def test_a_missing_item_is_none_and_deleting_it_succeeds(client: Any) -> N
     assert res.status_code == 200 and res.content == b"null"
 
 
+@pytest.mark.xfail(serverproc.BACKEND == "postgres", strict=True,
+                   reason="LangGraph's Postgres store compares filter values as text and reads no dotted paths")
 async def test_filters_compare_and_match_nested_fields(client: Any) -> None:
     ns = ["filters", tag()]
     for key, size in (("small", 1), ("large", 9)):
