@@ -588,29 +588,29 @@ async def test_a_finished_runs_log_expires_after_stream_keep_seconds(tmp_path: P
     srv = Server(db=tmp_path / "skeino.db", env={"SKEINO_STREAM_KEEP_SECONDS": "1"}).start()
     try:
         c = get_client(url=srv.url)
-        # A resumable run that has ended before the plain one below starts.
+        # Streamed as they are created, so nothing can expire before it is read. The resumable
+        # run ends before the plain one starts, so its memory copy expires first.
         kept_tid = (await c.threads.create())["thread_id"]
-        kept = await c.runs.create(kept_tid, "counter", input={"count": 0}, stream_mode="updates",
-                                   stream_resumable=True)
-        first = await collect(c.runs.join_stream(kept_tid, kept["run_id"], last_event_id="-1"))
+        first = await collect(c.runs.stream(kept_tid, "counter", input={"count": 0}, stream_mode="updates",
+                                            stream_resumable=True))
         assert names(first) == ["metadata", "updates", "updates", "updates"]
+        kept_id = first[0].data["run_id"]
 
         tid = (await c.threads.create())["thread_id"]
-        plain = await c.runs.create(tid, "slow", input={"seconds": 2}, stream_mode="updates")
-        # Joined while it runs: every event from the first.
-        live = await collect(c.runs.join_stream(tid, plain["run_id"], last_event_id="-1"))
+        live = await collect(c.runs.stream(tid, "counter", input={"count": 0}, stream_mode="updates"))
         assert names(live) == ["metadata", "updates", "updates", "updates"]
+        plain_id = live[0].data["run_id"]
 
         async def expired() -> bool:
-            return await collect(c.runs.join_stream(tid, plain["run_id"], last_event_id="-1")) == []
+            return await collect(c.runs.join_stream(tid, plain_id, last_event_id="-1")) == []
 
         # Well before the 10 s default: the setting is what counts.
         await wait_until(expired, timeout=7, what="the log to expire")
-        assert (await c.runs.get(tid, plain["run_id"]))["status"] == "success"
-        assert await c.runs.join(tid, plain["run_id"]) == {"seconds": 2, "steps": ["before", "nap", "after"]}
+        assert (await c.runs.get(tid, plain_id))["status"] == "success"
+        assert await c.runs.join(tid, plain_id) == {"count": 3}
 
         # The resumable run's memory copy expired first; its log comes back from the database.
-        later = await collect(c.runs.join_stream(kept_tid, kept["run_id"], last_event_id="-1"))
+        later = await collect(c.runs.join_stream(kept_tid, kept_id, last_event_id="-1"))
         assert [(p.event, p.data) for p in later] == [(p.event, p.data) for p in first]
         await c.http.client.aclose()
     finally:
