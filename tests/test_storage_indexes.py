@@ -184,3 +184,22 @@ async def test_run_lookups_under_an_access_filter_read_only_their_threads(storag
     for sql, params in statements:
         plan = await explain(storage, backend.name, sql, params)
         assert not re.search(r"^\s*SCAN t\b|Seq Scan on threads", plan, re.M), plan
+
+
+async def test_a_threads_run_list_is_read_in_order_off_an_index(storage: Storage, backend: Any) -> None:
+    """A thread with thousands of runs (a long chat) must not sort them all for each page."""
+    if backend.name == "sqlite":
+        seen: list[str] = []
+        conn = storage._db.conn  # type: ignore[attr-defined]
+        await storage._db.run(conn.set_trace_callback, seen.append)  # type: ignore[attr-defined]
+        try:
+            await storage.run_list(new_id(), limit=10, offset=0, status=None)
+        finally:
+            await storage._db.run(conn.set_trace_callback, None)  # type: ignore[attr-defined]
+        statements = [(s, []) for s in seen if "FROM runs" in s]
+    else:
+        statements = [("SELECT run_id FROM runs WHERE thread_id = %s ORDER BY seq DESC LIMIT 10 OFFSET 0", [new_id()])]
+    assert statements
+    for sql, params in statements:
+        plan = await explain(storage, backend.name, sql, params)
+        assert "runs_thread_seq" in plan and not re.search(r"TEMP B-TREE|Sort", plan), plan

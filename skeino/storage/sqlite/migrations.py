@@ -129,6 +129,10 @@ MIGRATIONS: list[str] = [
     DROP INDEX threads_status;
     CREATE INDEX threads_status ON threads (status, created_at);
     """,
+    # 7: a thread's run list, newest first, read off an index instead of sorting all its runs
+    """
+    CREATE INDEX runs_thread_seq ON runs (thread_id, seq);
+    """,
 ]
 
 
