@@ -9,7 +9,7 @@ from typing import Any, Sequence
 
 from langgraph.store.base import BaseStore, Item
 
-from skeino.auth.custom import Authorizer
+from skeino.auth.custom import Authorizer, HandlerFailed
 from skeino.errors import Invalid, NotSupported
 from skeino.runtime.ttl import check_ttl_minutes
 
@@ -74,6 +74,14 @@ def check_filter(filter: dict[str, Any] | None, path: str = "") -> dict[str, Any
                                   f"use one of {', '.join(sorted(_OPERATORS))}")
         flat[name] = condition
     return flat
+
+
+def _handler_filter(extra: dict[str, Any]) -> dict[str, Any]:
+    """A store handler's search filter, checked as the caller's is; a bad one is the deployment's fault (500)."""
+    try:
+        return check_filter(extra) or {}
+    except Invalid as exc:
+        raise HandlerFailed(f"the store auth handler returned an unusable filter: {exc.detail}") from None
 
 
 def _and(existing: dict[str, Any] | None, extra: dict[str, Any]) -> dict[str, Any] | None:
@@ -141,7 +149,7 @@ class StoreService:
         extra = await self._authz.store("search", action)
         wanted = action["filter"]
         if extra:
-            wanted = _and(wanted, check_filter(extra))
+            wanted = _and(wanted, _handler_filter(extra))
             if wanted is None:
                 return []
         items = await self._store.asearch(check_namespace(action["namespace"], "namespace_prefix", allow_empty=True),
