@@ -58,9 +58,14 @@ _PLACES = {"body": "the request body", "query": "the query string", "path": "the
 _MAX_LISTED = 3
 
 
+# pydantic's tags for the members of a union, which it puts between field names.
+_UNION_TAGS = frozenset({"str", "int", "float", "bool", "none", "dict", "list", "bytes"})
+
+
 def _is_field(part: object) -> bool:
-    # pydantic puts union member tags ("list[str]", "function-after[...]") between field names.
-    return isinstance(part, int) or (isinstance(part, str) and not any(c in part for c in "[]()"))
+    if isinstance(part, int):
+        return True
+    return isinstance(part, str) and part not in _UNION_TAGS and not any(c in part for c in "[]()")
 
 
 def _field(loc: Sequence[object]) -> str:

@@ -66,6 +66,9 @@ async def test_validation_errors_are_one_sentence_naming_the_field(client: Any) 
     assert r.json() == {"detail": "'colour' is not a field of the request body"}
     r = await raw(client, "POST", f"/threads/{ZERO}/runs", json={"input": {}})
     assert r.json() == {"detail": "'assistant_id' is required in the request body"}
+    # A field that takes one of several types is named as itself, not by pydantic's union tags.
+    r = await raw(client, "POST", f"/threads/{ZERO}/history", json={"before": 5})
+    assert r.status_code == 422 and r.json()["detail"].startswith("Invalid 'before' in the request body: "), r.text
     r = await raw(client, "GET", f"/threads/{ZERO}/runs", params={"limit": "x"})
     assert r.status_code == 422 and r.json()["detail"].startswith("Invalid 'limit' in the query string")
     # The official client puts `detail` in its exception's message: that is what users read.
