@@ -41,8 +41,10 @@ FAILING = "failing"
 
 
 async def _assistant_id(url: str, graph_id: str) -> str:
+    """The graph's default assistant: other test files add assistants to the shared server."""
     async with httpx.AsyncClient(base_url=url) as http:
-        found = (await http.post("/assistants/search", json={"graph_id": graph_id})).json()
+        found = (await http.post("/assistants/search", json={
+            "graph_id": graph_id, "metadata": {"created_by": "system"}})).json()
     return found[0]["assistant_id"]
 
 
