@@ -164,7 +164,12 @@ async def test_interrupt_leaves_thread_interrupted_when_tasks_remain(client: Any
     tid = thread["thread_id"]
     run = await client.runs.create(tid, "slow", input={"seconds": 30})
     await wait_for(lambda: client.threads.get_state(tid), lambda s: s["next"] == ["nap"])
-    await client.runs.cancel(tid, run["run_id"], wait=True, action="interrupt")
+    # Compared: the official server answers a cancel with wait=true as 200 `{}` (JSON) with
+    # Location pointing at the join, for action=interrupt and action=rollback alike.
+    res = await raw(client, "POST", f"/threads/{tid}/runs/{run['run_id']}/cancel",
+                    params={"wait": "true", "action": "interrupt"})
+    assert (res.status_code, res.json()) == (200, {})
+    assert res.headers["location"] == f"/threads/{tid}/runs/{run['run_id']}/join"
     assert (await client.runs.get(tid, run["run_id"]))["status"] == "interrupted"
     assert (await client.threads.get(tid))["status"] == "interrupted"
     assert (await client.threads.get_state(tid))["next"] == ["nap"]

@@ -58,8 +58,9 @@ SSE: Responses = {200: {"description": "Server-sent events", "content": {"text/e
 
 
 def accepted_or_done() -> Responses:
-    """A cancel: 202 when it was asked, 204 when `wait=true` and it is done."""
-    return {202: {"description": "Cancellation requested"}, 204: {"description": "Cancelled"}}
+    """A cancel: 202 when it was asked, 200 with an empty object when `wait=true` and it is done."""
+    return {202: {"description": "Cancellation requested"},
+            200: {"description": "Cancelled", "content": {"application/json": {"schema": {"type": "object"}}}}}
 
 
 def json_or_sse(description: str) -> Responses:

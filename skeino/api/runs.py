@@ -186,7 +186,11 @@ async def delete_run(thread_id: str, run_id: str, rt: Runtime = Depends(runtime)
 async def cancel_run(thread_id: str, run_id: str, wait: bool = False,
                      action: Literal["interrupt", "rollback"] = "interrupt", rt: Runtime = Depends(runtime)) -> Response:
     await rt.runs.cancel(thread_id, run_id, wait=wait, action=action)
-    return Response(status_code=202 if not wait else 204)
+    if not wait:
+        return Response(status_code=202)
+    # As on the official server: 200 with the values the run streamed after the cancel was
+    # asked; a cancelled run streams none, so the body is an empty object.
+    return JSON({}, headers=_run_headers({"thread_id": thread_id, "run_id": run_id}, "join"))
 
 
 @router.get("/threads/{thread_id}/runs/{run_id}/join")
