@@ -118,12 +118,14 @@ class ThreadPrune(Body):
 
 
 class CheckpointRef(BaseModel):
-    model_config = ConfigDict(extra="allow")
+    """A checkpoint as the SDKs send it, bare or as a config (`{"configurable": {...}}`)."""
+    model_config = ConfigDict(extra="forbid")
 
     thread_id: str | None = None
     checkpoint_ns: str | None = ""
     checkpoint_id: str | None = None
     checkpoint_map: dict[str, Any] | None = None
+    configurable: dict[str, Any] | None = None
 
 
 class StateUpdate(Body):

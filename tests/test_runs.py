@@ -263,6 +263,9 @@ async def test_fork_from_older_checkpoint(client: Any) -> None:
     state = await client.threads.get_state(tid)
     assert state["values"] == {"count": 6}
     assert state["parent_checkpoint"] is not None
+    # The checkpoint in its config form forks from the same place.
+    wrapped = {"configurable": {"checkpoint_id": older["checkpoint"]["checkpoint_id"]}}
+    assert await client.runs.wait(tid, "counter", input={"count": 3}, checkpoint=wrapped) == {"count": 6}
 
 
 async def test_failing_graph(client: Any) -> None:

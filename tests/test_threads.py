@@ -354,6 +354,14 @@ async def test_state_at_a_checkpoint(client: Any) -> None:
         await client.threads.get_state(thread_id, checkpoint={"checkpoint_id": str(uuid.uuid4())})
     r = await raw(client, "POST", f"/threads/{thread_id}/state/checkpoint", json={})
     assert r.status_code == 422 and names(r, "checkpoint")
+    # The config form the official server takes addresses the same checkpoint; a key that is
+    # neither a checkpoint's nor `configurable` is refused by name rather than ignored.
+    by_wrapped = await raw(client, "POST", f"/threads/{thread_id}/state/checkpoint",
+                           json={"checkpoint": {"configurable": {"checkpoint_id": older["checkpoint_id"]}}})
+    assert by_wrapped.json() == older
+    r = await raw(client, "POST", f"/threads/{thread_id}/state/checkpoint",
+                  json={"checkpoint": {"checkpoint_id": older["checkpoint_id"], "bogus": 1}})
+    assert r.status_code == 422 and "bogus" in r.json()["detail"]
 
 
 async def test_state_with_subgraphs(client: Any) -> None:

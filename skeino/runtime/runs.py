@@ -18,7 +18,7 @@ from skeino.runtime.broker import Event, RunStream, StreamBroker
 from skeino.runtime.compat import CONFIG_KEY_STRICT_RESUME, STRICT_RESUME
 from skeino.runtime.queue import RunQueue
 from skeino.runtime.replicas import SharedRunQueue
-from skeino.runtime.threads import new_thread_record
+from skeino.runtime.threads import checkpoint_keys, new_thread_record
 from skeino.runtime.webhooks import WebhookSender
 from skeino.storage.base import RUN_FINAL, RUN_INFLIGHT, QueueFull, QueueLimits, Record, Storage, now_iso
 from skeino.streaming.modes import normalize_modes
@@ -121,10 +121,7 @@ class RunService:
         ctx = caller.get()
         if ctx is not None:
             configurable.update(run_configurable(ctx))
-        checkpoint = body.get("checkpoint") or {}
-        for key in ("checkpoint_id", "checkpoint_ns", "checkpoint_map"):
-            if checkpoint.get(key) is not None:
-                configurable[key] = checkpoint[key]
+        configurable.update(checkpoint_keys(body.get("checkpoint")))
         if body.get("checkpoint_id"):
             configurable["checkpoint_id"] = body["checkpoint_id"]
         if body.get("strict_resume"):

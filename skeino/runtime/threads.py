@@ -35,11 +35,22 @@ def new_thread_record(thread_id: str, metadata: Record | None = None) -> Record:
     }
 
 
+def checkpoint_keys(checkpoint: Record | None) -> dict[str, Any]:
+    """The keys addressing a checkpoint, from a bare checkpoint or its config form.
+
+    The official server takes `{"configurable": {...}}`; its keys count as the checkpoint's own.
+    """
+    if not checkpoint:
+        return {}
+    if isinstance(checkpoint.get("configurable"), dict):
+        checkpoint = {**checkpoint["configurable"], **{k: v for k, v in checkpoint.items() if k != "configurable"}}
+    return {k: v for k, v in checkpoint.items() if k in ("checkpoint_id", "checkpoint_ns", "checkpoint_map") and v is not None}
+
+
 def checkpoint_config(thread_id: str, checkpoint: Record | None = None, checkpoint_id: str | None = None) -> dict[str, Any]:
     """The RunnableConfig addressing a thread's latest state or one checkpoint of it."""
     conf: dict[str, Any] = {"thread_id": thread_id, "checkpoint_ns": ""}
-    if checkpoint:
-        conf.update({k: v for k, v in checkpoint.items() if k in ("checkpoint_id", "checkpoint_ns", "checkpoint_map") and v is not None})
+    conf.update(checkpoint_keys(checkpoint))
     if checkpoint_id:
         conf["checkpoint_id"] = checkpoint_id
     return {"configurable": conf}
