@@ -407,6 +407,18 @@ async def floor_checkpointer(directory: Path, synchronous: str = "normal") -> tu
     return conn, saver
 
 
+async def postgres_floor_checkpointer(url: str) -> tuple[Any, Any]:
+    """(connection, AsyncPostgresSaver) on the database at `url`, as the in-process floor on Postgres."""
+    from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
+    from psycopg import AsyncConnection
+    from psycopg.rows import dict_row
+
+    conn = await AsyncConnection.connect(url, autocommit=True, prepare_threshold=0, row_factory=dict_row)
+    saver = AsyncPostgresSaver(conn)
+    await saver.setup()
+    return conn, saver
+
+
 def import_example_graph(module: str, attr: str) -> Any:
     """A graph object from graphs/<module>.py, imported the way the server does (graphs/ on sys.path)."""
     import importlib

@@ -39,6 +39,7 @@ from typing import Any, Awaitable, Callable
 from _common import (
     add_common_options,
     DEFAULT_CONFIG, CpuMeter, ServerProcess, auth_setup, check_loopback, emit, environment_record, floor_checkpointer,
+    postgres_floor_checkpointer,
     http_client, import_example_graph, latency_fields, log, loop_name, parse_list, proc_memory_kb, raise_nofile,
     run_main, short_error, sigterm_as_exit, wall,
 )
@@ -54,15 +55,19 @@ def _check(result: Any) -> bool:
 
 # in-process floor --------------------------------------------------------------------
 async def inprocess(args: argparse.Namespace) -> dict[str, Any]:
-    """The same graph without a server: AsyncSqliteSaver on a temp file, fresh thread per run."""
+    """The same graph without a server: AsyncSqliteSaver on a temp file (or AsyncPostgresSaver), fresh thread per run."""
     counter = import_example_graph("pipeline", "counter")  # graphs/pipeline.py:counter
     tmp = Path(tempfile.mkdtemp(prefix="skeino-bench-floor-"))
     floors: dict[str, Any] = {}
     try:
-        conn, saver = await floor_checkpointer(tmp, args.floor_sync)
+        if args.floor_database_url:
+            conn, saver = await postgres_floor_checkpointer(args.floor_database_url)
+            common = {"bench": "", "target": "inprocess", "graph": GRAPH, "checkpointer": "AsyncPostgresSaver"}
+        else:
+            conn, saver = await floor_checkpointer(tmp, args.floor_sync)
+            common = {"bench": "", "target": "inprocess", "graph": GRAPH, "checkpointer": "AsyncSqliteSaver",
+                      "sqlite_synchronous": args.floor_sync.upper()}
         graph = counter.copy(update={"checkpointer": saver})  # as the server binds its checkpointer
-        common = {"bench": "", "target": "inprocess", "graph": GRAPH, "checkpointer": "AsyncSqliteSaver",
-                  "sqlite_synchronous": args.floor_sync.upper()}
 
         async def one() -> bool:
             result = await graph.ainvoke(dict(INPUT), {"configurable": {"thread_id": str(uuid.uuid4())}})
@@ -296,6 +301,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="comma-separated concurrent client counts for throughput (default 1,16,64)")
     p.add_argument("--throughput-runs", type=int, default=600,
                    help="runs per throughput figure (at least 8 per client; default 600)")
+    p.add_argument("--floor-database-url", default=None,
+                   help="in-process floor on AsyncPostgresSaver at this postgresql:// URL (to compare a "
+                        "server on Postgres with LangGraph alone on the same database)")
     p.add_argument("--targets", type=lambda s: s.split(","), default=["inprocess", "server"],
                    help="what to measure: inprocess,server (default both)")
     p.add_argument("--clients", type=lambda s: s.split(","), default=["httpx", "sdk"],
