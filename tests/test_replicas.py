@@ -252,6 +252,21 @@ async def test_serve_workers_are_replicas_of_one_database(database: str, tmp_pat
         server.stop()
 
 
+def test_replicas_starting_together_on_a_new_database_both_come_up(tmp_path: Path) -> None:
+    # Both workers migrate a database no one has set up yet, at the same moment: the one
+    # waiting for the migration lock must not hold the other's CREATE INDEX CONCURRENTLY.
+    fresh = pgdb.create_database()
+    server = replica(tmp_path, fresh, "w")
+    server.extra_args += ["--workers", "2"]
+    server.env.pop("SKEINO_REPLICA_ID")
+    try:
+        server.start(timeout=120)
+        assert httpx.get(f"{server.url}/ok", params={"check_db": 1}).status_code == 200
+    finally:
+        server.stop()
+        pgdb.drop_database(fresh)
+
+
 def test_workers_without_redis_are_refused_by_name(database: str, tmp_path: Path) -> None:
     server = Server(db=tmp_path / "x.db", extra_args=["--database-url", database, "--workers", "2"])
     with pytest.raises(RuntimeError, match="SKEINO_REDIS_URL"):

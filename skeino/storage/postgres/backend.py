@@ -7,6 +7,8 @@ two simultaneous runs, and enqueued runs keep the order their transactions commi
 
 from __future__ import annotations
 
+import asyncio
+
 import time
 from typing import Any, Sequence
 
@@ -69,7 +71,7 @@ class PostgresStorage(RunTables, CronTables, CheckpointTables, IdempotencyTables
         # One connection holds the lock while the others migrate, so replicas starting
         # together neither race nor apply a step twice.
         async with self._pool.connection() as conn:
-            await conn.execute("SELECT pg_advisory_lock(%s)", (MIGRATION_LOCK,))
+            await _take_lock(conn, MIGRATION_LOCK)
             try:
                 await migrate(conn)
                 await self.checkpointer.setup()
@@ -266,3 +268,17 @@ class PostgresStorage(RunTables, CronTables, CheckpointTables, IdempotencyTables
         rows = await self._all("SELECT seq, event, data FROM stream_events WHERE run_id = %s AND seq > %s ORDER BY seq",
                                (run_id, after))
         return [(int(r["seq"]), r["event"], bytes(r["data"])) for r in rows]
+
+
+async def _take_lock(conn: AsyncConnection, key: int) -> None:
+    """Take a session advisory lock by polling, never by waiting inside a statement.
+
+    A replica blocked in `pg_advisory_lock` holds an open transaction, and the checkpointer's
+    `CREATE INDEX CONCURRENTLY` (run by the lock holder) waits for every open transaction:
+    two replicas starting together on a new database would wait on each other for ever.
+    """
+    while True:
+        row = await (await conn.execute("SELECT pg_try_advisory_lock(%s) AS locked", (key,))).fetchone()
+        if row and row["locked"]:
+            return
+        await asyncio.sleep(0.1)
