@@ -17,6 +17,17 @@ logger = logging.getLogger("skeino.queue")
 _DELAY_POLL = 0.25
 
 
+async def drain(running: list[asyncio.Task[Any]], grace: float) -> None:
+    """Give running runs `grace` seconds to end, then interrupt the rest (shared by both queues)."""
+    if not running:
+        return
+    _, still = await asyncio.wait(running, timeout=grace)
+    for task in still:
+        task.cancel()
+    if still:
+        await asyncio.wait(still, timeout=5)
+
+
 class RunQueue:
     """Owns one worker task per busy thread and the task of every executing run."""
 
@@ -143,13 +154,7 @@ class RunQueue:
     async def shutdown(self, grace: float) -> None:
         """Stop taking runs; give running ones `grace` seconds, then interrupt them."""
         self._closing = True
-        running = list(self._running.values())
-        if running:
-            _, still = await asyncio.wait(running, timeout=grace)
-            for task in still:
-                task.cancel()
-            if still:
-                await asyncio.wait(still, timeout=5)
+        await drain(list(self._running.values()), grace)
         workers = list(self._workers.values())
         for worker in workers:
             worker.cancel()

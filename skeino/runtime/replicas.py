@@ -19,6 +19,7 @@ from typing import Any, Awaitable, Callable
 from skeino.runtime.broker import StreamBroker
 from skeino.runtime.bus import RedisBus
 from skeino.runtime.executor import RunExecutor
+from skeino.runtime.queue import drain
 from skeino.storage.base import Record, Storage
 
 logger = logging.getLogger("skeino.queue")
@@ -186,13 +187,7 @@ class SharedRunQueue:
         """Stop claiming; give running runs `grace` seconds, then interrupt them."""
         self._closing = True
         self._wake.set()
-        running = list(self._running.values())
-        if running:
-            _, still = await asyncio.wait(running, timeout=grace)
-            for task in still:
-                task.cancel()
-            if still:
-                await asyncio.wait(still, timeout=5)
+        await drain(list(self._running.values()), grace)
         for task in [*self._tasks, *self._helpers]:
             task.cancel()
         await asyncio.gather(*self._tasks, *self._helpers, return_exceptions=True)

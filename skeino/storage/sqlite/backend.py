@@ -60,6 +60,14 @@ def _sql_access(doc: str | None, filter_json: str) -> int:
 _RUN_ACCESS = "EXISTS (SELECT 1 FROM threads t WHERE t.thread_id = runs.thread_id AND access_match(t.metadata, ?))"
 
 
+def _runs_sql(where: str, params: Sequence[Any], access: AccessFilter | None) -> tuple[str, list[Any]]:
+    """A select of run rows matching `where`, narrowed to the runs `access` lets the caller see."""
+    sql = f"SELECT {', '.join(_RUN_COLS)} FROM runs WHERE {where}"
+    if access is None:
+        return sql, list(params)
+    return f"{sql} AND {_RUN_ACCESS}", [*params, access.json]
+
+
 _q = query.q
 
 
@@ -615,28 +623,20 @@ class SqliteStorage(CronTables, IdempotencyTables):
         return self._run_get(run_id, thread_id, access)
 
     def _run_get(self, run_id: str, thread_id: str | None = None, access: AccessFilter | None = None) -> Record | None:
-        sql = f"SELECT {', '.join(_RUN_COLS)} FROM runs WHERE run_id = ?"
-        params: list[Any] = [run_id]
-        if thread_id is not None:
-            sql += " AND thread_id = ?"
-            params.append(thread_id)
-        if access is not None:
-            sql += f" AND {_RUN_ACCESS}"
-            params.append(access.json)
+        if thread_id is None:
+            sql, params = _runs_sql("run_id = ?", [run_id], access)
+        else:
+            sql, params = _runs_sql("run_id = ? AND thread_id = ?", [run_id, thread_id], access)
         row = self._one(sql, params)
         return _row(_RUN_COLS, row) if row else None
 
     @_threaded
     def run_list(self, thread_id: str, *, limit: int, offset: int, status: str | None,
                  access: AccessFilter | None = None) -> list[Record]:
-        sql = f"SELECT {', '.join(_RUN_COLS)} FROM runs WHERE thread_id = ?"
-        params: list[Any] = [thread_id]
-        if access is not None:
-            sql += f" AND {_RUN_ACCESS}"
-            params.append(access.json)
         if status:
-            sql += " AND status = ?"
-            params.append(status)
+            sql, params = _runs_sql("thread_id = ? AND status = ?", [thread_id, status], access)
+        else:
+            sql, params = _runs_sql("thread_id = ?", [thread_id], access)
         rows = self._all(sql + " ORDER BY seq DESC LIMIT ? OFFSET ?", [*params, limit, offset])
         return [_row(_RUN_COLS, r) for r in rows]
 
@@ -688,11 +688,7 @@ class SqliteStorage(CronTables, IdempotencyTables):
 
     @_threaded
     def runs_with_status(self, statuses: Sequence[str], *, access: AccessFilter | None = None) -> list[Record]:
-        sql = f"SELECT {', '.join(_RUN_COLS)} FROM runs WHERE status IN ({', '.join('?' * len(statuses))})"
-        params: list[Any] = list(statuses)
-        if access is not None:
-            sql += f" AND {_RUN_ACCESS}"
-            params.append(access.json)
+        sql, params = _runs_sql(f"status IN ({', '.join('?' * len(statuses))})", statuses, access)
         rows = self._all(sql + " ORDER BY seq", params)
         return [_row(_RUN_COLS, r) for r in rows]
 
@@ -704,11 +700,7 @@ class SqliteStorage(CronTables, IdempotencyTables):
     def runs_by_ids(self, run_ids: Sequence[str], *, access: AccessFilter | None = None) -> list[Record]:
         if not run_ids:
             return []
-        sql = f"SELECT {', '.join(_RUN_COLS)} FROM runs WHERE run_id IN ({', '.join('?' * len(run_ids))})"
-        params: list[Any] = list(run_ids)
-        if access is not None:
-            sql += f" AND {_RUN_ACCESS}"
-            params.append(access.json)
+        sql, params = _runs_sql(f"run_id IN ({', '.join('?' * len(run_ids))})", run_ids, access)
         rows = self._all(sql + " ORDER BY seq", params)
         return [_row(_RUN_COLS, r) for r in rows]
 
