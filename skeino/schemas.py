@@ -187,6 +187,13 @@ class RunCreate(Body):
     feedback_keys: list[str] | None = None
     langsmith_tracer: Any = None
 
+    def data(self) -> dict[str, Any]:
+        """The fields the client sent; the checkpoint without its empty keys (they address nothing)."""
+        data = super().data()
+        if self.checkpoint is not None:
+            data["checkpoint"] = self.checkpoint.model_dump(exclude_none=True)
+        return data
+
 
 RunField = Literal["run_id", "thread_id", "assistant_id", "created_at", "updated_at", "status", "metadata", "kwargs",
                    "multitask_strategy"]

@@ -14,7 +14,6 @@ from typing import Any
 from langchain_protocol.protocol import CommandResponse, ErrorCode, ErrorResponse
 from pydantic import ValidationError
 
-from skeino.api.runs import _body
 from skeino.errors import SkeinoError
 from skeino.runtime.core import Runtime
 from skeino.schemas import RunCreate
@@ -99,7 +98,7 @@ class Commands:
             first = exc.errors()[0]
             where = ".".join(str(p) for p in first["loc"])
             raise CommandError("invalid_argument", f"{where}: {first['msg']}") from None
-        data = _body(parsed)
+        data = parsed.data()
         data.setdefault("if_not_exists", "create")  # as on the official server: run.start makes the thread
         run, _ = await self._rt.runs.create(self._thread_id, data, protocol=True)
         return {"run_id": run["run_id"]}

@@ -33,15 +33,6 @@ def _run_headers(run: Record, tail: str) -> dict[str, str]:
     return {"Location": f"{base}/{tail}", "Content-Location": base}
 
 
-def _body(body: RunCreate) -> dict[str, Any]:
-    data = body.data()
-    if body.command is not None:
-        data["command"] = body.command.model_dump(exclude_unset=True)
-    if body.checkpoint is not None:
-        data["checkpoint"] = body.checkpoint.model_dump(exclude_none=True)
-    return data
-
-
 _LAST_EVENT_ID_MAX = 2**53
 
 
@@ -107,7 +98,7 @@ def _stream_response(rt: Runtime, run: Record, *, after: int = -1, cancel_on_abo
 
 async def _create(rt: Runtime, once: Idempotent, thread_id: str | None, body: RunCreate) -> Record:
     """A new run, or with an Idempotency-Key already used for this body, the run that key created."""
-    data = _body(body)
+    data = body.data()
 
     async def create() -> Record:
         return (await rt.runs.create(thread_id, data))[0]
@@ -243,7 +234,7 @@ async def wait_stateless_run(body: RunCreate, request: Request, rt: Runtime = De
 @router.post("/runs/batch")
 async def batch_runs(body: list[RunCreate], rt: Runtime = Depends(runtime),
                      once: Idempotent = Depends(idempotent)) -> Any:
-    items = [_body(item) for item in body]
+    items = [item.data() for item in body]
 
     async def create() -> list[Record]:
         return [(await rt.runs.create(None, item))[0] for item in items]
