@@ -195,14 +195,47 @@ def proc_memory_kb(pid: int) -> dict[str, int]:
 
 
 def proc_cpu_seconds(pid: int) -> float | None:
-    """User + system CPU time a process has used so far (Linux /proc; None elsewhere)."""
+    """User + system CPU time a process and its children have used so far (Linux /proc; None elsewhere).
+
+    Children count whether they have ended (the process's cutime/cstime once it waited for
+    them) or still run (their own utime/stime), so work a server hands to a subprocess is not lost.
+    """
     try:
         with open(f"/proc/{pid}/stat", encoding="ascii") as f:
             fields = f.read().rsplit(")", 1)[1].split()
         ticks = os.sysconf("SC_CLK_TCK")
-        return (int(fields[11]) + int(fields[12])) / ticks
+        total = sum(int(v) for v in fields[11:15]) / ticks  # utime, stime, cutime, cstime
     except (OSError, ValueError, IndexError):
         return None
+    for child in _proc_children(pid):
+        try:
+            with open(f"/proc/{child}/stat", encoding="ascii") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / ticks
+        except (OSError, ValueError, IndexError):
+            pass  # ended meanwhile: counted in the parent's cutime/cstime once waited for
+    return total
+
+
+def _proc_children(pid: int) -> list[int]:
+    """Every live descendant of a process (Linux /proc/<pid>/task/*/children)."""
+    out: list[int] = []
+    todo = [pid]
+    while todo:
+        parent = todo.pop()
+        try:
+            tasks = os.listdir(f"/proc/{parent}/task")
+        except OSError:
+            continue
+        for tid in tasks:
+            try:
+                with open(f"/proc/{parent}/task/{tid}/children", encoding="ascii") as f:
+                    kids = [int(k) for k in f.read().split()]
+            except (OSError, ValueError):
+                continue
+            out += kids
+            todo += kids
+    return out
 
 
 class CpuMeter:
@@ -265,8 +298,10 @@ class ServerProcess:
     """
 
     def __init__(self, config: Path, *, env: dict[str, str] | None = None, keep_dir: bool = False,
-                 start_timeout: float = 60.0) -> None:
+                 start_timeout: float = 60.0, source: Path | None = None) -> None:
         self.config = Path(config).resolve()
+        # Another source tree of skeino (e.g. an older commit) to serve instead of this one.
+        self.source = Path(source).resolve() if source is not None else None
         self.env = env or {}
         self.keep_dir = keep_dir
         self.start_timeout = start_timeout
@@ -293,10 +328,14 @@ class ServerProcess:
         import httpx
 
         log(f"starting server: {' '.join(self.command())}")
+        env = {**os.environ, **self.env}
+        if self.source is not None:
+            # Ahead of the installed package on sys.path, so this tree's skeino is imported.
+            env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(self.source), env.get("PYTHONPATH")]))
         with self.log_path.open("wb") as out:
             self.proc = subprocess.Popen(
                 self.command(), stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                env={**os.environ, **self.env}, cwd=str(REPO_DIR),
+                env=env, cwd=str(self.source or REPO_DIR),
                 preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None,
             )
         deadline = time.monotonic() + self.start_timeout
