@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import functools
-from typing import TYPE_CHECKING, Any, Callable, TypeVar
+from typing import TYPE_CHECKING, Any, Callable, Sequence, TypeVar
 
 import orjson
 
 from skeino.storage.access import AccessFilter
-from skeino.storage.query import Dialect
+from skeino.storage.base import Record
+from skeino.storage.query import JSON_COLS, Dialect
 
 if TYPE_CHECKING:
     from skeino.storage.sqlite.backend import SqliteStorage
@@ -22,6 +23,10 @@ def _enc(value: Any) -> str | None:
 
 def _dec(value: Any) -> Any:
     return None if value is None else orjson.loads(value)
+
+
+def _row(cols: Sequence[str], row: Sequence[Any]) -> Record:
+    return {c: (_dec(v) if c in JSON_COLS else v) for c, v in zip(cols, row)}
 
 
 def _access(col: str, access: AccessFilter) -> tuple[str, list[Any]]:
