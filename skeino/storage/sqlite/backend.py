@@ -22,7 +22,7 @@ from skeino.storage.base import Record, SortOrder
 from skeino.storage.sqlite.assistants import AssistantTables
 from skeino.storage.sqlite.checkpoints import CheckpointTables, ThreadedSqliteSaver
 from skeino.storage.sqlite.common import DIALECT, _row
-from skeino.storage.sqlite.connection import _PRAGMAS, StorageThread
+from skeino.storage.sqlite.connection import _PRAGMAS, SaverConnection, StorageThread
 from skeino.storage.sqlite.crons import CronTables
 from skeino.storage.sqlite.driver import SqliteStore, setup_saver, sqlite_api
 from skeino.storage.sqlite.idempotency import IdempotencyTables
@@ -55,8 +55,9 @@ class SqliteStorage(AssistantTables, ThreadTables, RunTables, CheckpointTables, 
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         conn = await self._db.open()
         await self._db.run(migrate, conn)
-        self._saver = SqliteSaver(conn)
+        self._saver = SqliteSaver(SaverConnection(conn))  # type: ignore[arg-type]
         await self._db.run(setup_saver, self._saver)
+        self._db.group_commits = True
         self.checkpointer = ThreadedSqliteSaver(self._db, self._saver)
         api, path = self._api, self.path
         self._store_conn = await aiosqlite.Connection(lambda: api.connect(path, isolation_level=None), 64)
@@ -95,16 +96,30 @@ class SqliteStorage(AssistantTables, ThreadTables, RunTables, CheckpointTables, 
 
     @contextmanager
     def _tx(self) -> Iterator[sqlite3.Connection]:
+        conn = self.conn
+        if conn.in_transaction:
+            # Inside the storage thread's batch transaction (which took the write lock
+            # when it began): a savepoint makes this block all or nothing.
+            conn.execute("SAVEPOINT tx")
+            try:
+                yield conn
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK TO tx")
+                    conn.execute("RELEASE tx")
+                raise
+            conn.execute("RELEASE tx")
+            return
         # BEGIN IMMEDIATE takes the file's write lock up front so check-then-write
         # sequences are atomic (the store's connection is the only other writer).
-        self.conn.execute("BEGIN IMMEDIATE")
+        conn.execute("BEGIN IMMEDIATE")
         try:
-            yield self.conn
+            yield conn
         except BaseException:
-            self.conn.execute("ROLLBACK")
+            conn.execute("ROLLBACK")
             raise
         else:
-            self.conn.execute("COMMIT")
+            conn.execute("COMMIT")
 
     def _page(self, table: str, columns: Sequence[str], where: query.Where, sort_by: str | None,
               sortable: frozenset[str], sort_order: SortOrder, limit: int, offset: int) -> list[Record]:

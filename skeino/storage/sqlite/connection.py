@@ -18,6 +18,9 @@ from skeino.storage.base import json_contains
 
 T = TypeVar("T")
 
+# A call's caller (an asyncio or a concurrent future), its result and its error.
+_Outcome = tuple[Any, Any, "BaseException | None"]
+
 
 def _sql_contains(doc: str | None, query: str) -> int:
     return int(json_contains(orjson.loads(doc) if doc else None, orjson.loads(query)))
@@ -36,7 +39,31 @@ _PRAGMAS = (
 )
 
 
-def _settle_all(settled: list[tuple[asyncio.Future[Any], Any, BaseException | None]]) -> None:
+def _fail(done: list[_Outcome], start: int, error: BaseException) -> None:
+    """Turn the answers from `start` on into `error`: their writes did not commit."""
+    for i in range(start, len(done)):
+        target, _, own = done[i]
+        done[i] = (target, None, own or error)
+
+
+def _deliver(done: list[_Outcome]) -> None:
+    """Answer every caller; those on an event loop with one wake-up of that loop."""
+    settled: dict[asyncio.AbstractEventLoop, list[_Outcome]] = {}
+    for target, result, error in done:
+        if isinstance(target, asyncio.Future):
+            settled.setdefault(target.get_loop(), []).append((target, result, error))
+        elif error is not None:
+            target.set_exception(error)
+        else:
+            target.set_result(result)
+    for loop, results in settled.items():
+        try:
+            loop.call_soon_threadsafe(_settle_all, results)
+        except RuntimeError:  # the loop closed while we worked: nobody is waiting
+            pass
+
+
+def _settle_all(settled: list[_Outcome]) -> None:
     for future, result, error in settled:
         if future.cancelled():
             continue
@@ -51,8 +78,9 @@ class StorageThread:
 
     A plain queue and call_soon_threadsafe rather than an executor: every storage call
     pays this hop, and the executor's future chaining cost more than the SQL itself.
-    Calls queued together are served as one batch, answered with one wake-up of the
-    event loop: under load the thread crossings, not the SQL, were the cost.
+    Calls queued together are served as one batch in one transaction, answered with one
+    wake-up of the event loop: under load the thread crossings and the commits, not the
+    SQL, were the cost.
     """
 
     def __init__(self, path: str, api: ModuleType = sqlite3) -> None:
@@ -62,6 +90,9 @@ class StorageThread:
         self._queue = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self.conn: sqlite3.Connection | None = None
+        # Off while the schema is set up (statements that must not run inside a
+        # transaction); the backend turns it on once the connection serves storage calls.
+        self.group_commits = False
 
     def _serve(self) -> None:
         while True:
@@ -73,31 +104,63 @@ class StorageThread:
                     batch.append(self._queue.get_nowait())
                 except queue.Empty:
                     break
-            settled: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[Any], Any, BaseException | None]]] = {}
-            for item in batch:
-                if item is None:
-                    self._deliver(settled)
-                    return
-                fn, target = item
-                try:
-                    result, error = fn(), None
-                except BaseException as exc:  # handed to the caller, who re-raises it
-                    result, error = None, exc
-                if isinstance(target, asyncio.Future):
-                    settled.setdefault(target.get_loop(), []).append((target, result, error))
-                elif error is not None:
-                    target.set_exception(error)
-                else:
-                    target.set_result(result)
-            self._deliver(settled)
+            done: list[_Outcome] = []
+            stop = self._serve_batch(batch, done)
+            _deliver(done)
+            if stop:
+                return
 
-    @staticmethod
-    def _deliver(settled: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[Any], Any, BaseException | None]]]) -> None:
-        for loop, results in settled.items():
-            try:
-                loop.call_soon_threadsafe(_settle_all, results)
-            except RuntimeError:  # the loop closed while we worked: nobody is waiting
-                pass
+    def _serve_batch(self, batch: list[Any], done: list[_Outcome]) -> bool:
+        """Run a batch's calls, in one transaction when grouping; True when told to stop.
+
+        One COMMIT for the batch instead of one per call (and one per statement of
+        LangGraph's saver, which autocommits): under load the commits were most of this
+        thread's work. Each call runs in its own savepoint, so one that fails leaves no
+        trace and the others still commit; nobody is answered before the commit, so an
+        answered write is as durable as before.
+        """
+        conn = self.conn
+        group = -1  # where in `done` the open transaction's calls start; -1: none open
+        for item in batch:
+            if item is None:
+                self._commit(done, group)
+                return True
+            fn, target = item
+            if group < 0 and self.group_commits and conn is not None:
+                try:
+                    conn.execute("BEGIN IMMEDIATE")
+                    group = len(done)
+                except Exception as exc:
+                    done.append((target, None, exc))
+                    continue
+            elif group >= 0 and not self.group_commits:
+                self._commit(done, group)
+                group = -1
+            if group < 0:
+                try:
+                    done.append((target, fn(), None))
+                except BaseException as exc:  # handed to the caller, who re-raises it
+                    done.append((target, None, exc))
+                continue
+            done.append(_in_savepoint(conn, fn, target))
+            if not conn.in_transaction:  # type: ignore[union-attr]
+                # SQLite rolled the whole transaction back (e.g. disk full): the calls
+                # before this one lost their writes too.
+                _fail(done, group, sqlite3.OperationalError("the transaction was rolled back"))
+                group = -1
+        self._commit(done, group)
+        return False
+
+    def _commit(self, done: list[_Outcome], group: int) -> None:
+        conn = self.conn
+        if group < 0 or conn is None:
+            return
+        try:
+            conn.execute("COMMIT")
+        except Exception as exc:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            _fail(done, group, exc)
 
     async def run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """Run fn on the storage thread and await its result."""
@@ -127,6 +190,7 @@ class StorageThread:
         return self.conn
 
     async def close(self) -> None:
+        self.group_commits = False  # closing inside a transaction would discard it
         if self.conn is not None:
             await self.run(self.conn.close)
             self.conn = None
@@ -134,3 +198,35 @@ class StorageThread:
             self._queue.put(None)
             await asyncio.to_thread(self._thread.join, 5)
             self._thread = None
+
+
+def _in_savepoint(conn: Any, fn: Callable[[], Any], target: Any) -> _Outcome:
+    """One call inside the batch's transaction: its writes stay only if it succeeds."""
+    conn.execute("SAVEPOINT call")
+    try:
+        result = fn()
+    except BaseException as exc:  # handed to the caller, who re-raises it
+        if conn.in_transaction:
+            conn.execute("ROLLBACK TO call")
+            conn.execute("RELEASE call")
+        return target, None, exc
+    conn.execute("RELEASE call")
+    return target, result, None
+
+
+class SaverConnection:
+    """The connection as LangGraph's SqliteSaver sees it: its commits are the storage thread's.
+
+    The saver commits after every operation; inside a batch that would end the batch's
+    transaction under the calls still in it. Outside one each statement commits by itself
+    (the connection is in autocommit mode), so the saver's commit never has work to do.
+    """
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self._conn = conn
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._conn, name)
+
+    def commit(self) -> None:
+        pass
