@@ -154,7 +154,10 @@ async def test_thread_search_and_count_use_the_index(storage: Storage, backend: 
     args = dict(ids=None, metadata=None, values=None, status=None, access=None) | filters
     where = query.thread_where(d, **args)
     statements = [query.page(d, "threads", query.THREAD_COLS, where, "created_at", query.THREAD_SORT, "desc", 10, 0),
-                  query.count("threads", query.thread_where(d, **args))]
+                  query.count("threads", query.thread_where(d, **args)),
+                  # A keyset page (skeino's cursor) seeks in the same index.
+                  query.page(d, "threads", query.THREAD_COLS, query.thread_where(d, **args), "created_at",
+                             query.THREAD_SORT, "desc", 10, 0, after=(ts(5), 12345))]
     for sql, params in statements:
         plan = await explain(storage, backend.name, sql, params)
         assert index in plan, plan

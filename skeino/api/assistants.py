@@ -7,7 +7,7 @@ from typing import Any
 from fastapi import APIRouter, Depends, Query
 from fastapi.responses import Response
 
-from skeino.api.deps import paged, runtime
+from skeino.api.deps import CURSOR, paged, runtime
 from skeino.api.inputs import JsonRoute
 from skeino.api.responses import errors
 from skeino.runtime.core import Runtime
@@ -23,8 +23,9 @@ async def create_assistant(body: AssistantCreate, rt: Runtime = Depends(runtime)
 
 
 @router.post("/search")
-async def search_assistants(body: AssistantSearch, response: Response, rt: Runtime = Depends(runtime)) -> Any:
-    rows = await paged(rt.assistants.search, body, response)
+async def search_assistants(body: AssistantSearch, response: Response, cursor: str | None = CURSOR,
+                             rt: Runtime = Depends(runtime)) -> Any:
+    rows = paged(await rt.assistants.search_page(body.data(), cursor), response)
     if body.select:
         return [{k: r.get(k) for k in body.select} for r in rows]
     return rows

@@ -7,7 +7,7 @@ from typing import Any
 from fastapi import APIRouter, Depends
 from fastapi.responses import Response
 
-from skeino.api.deps import paged, runtime
+from skeino.api.deps import CURSOR, paged, runtime
 from skeino.api.inputs import JsonRoute
 from skeino.api.responses import errors
 from skeino.runtime.core import Runtime
@@ -27,8 +27,9 @@ async def create_cron(body: CronCreate, rt: Runtime = Depends(runtime)) -> Any:
 
 
 @router.post("/runs/crons/search")
-async def search_crons(body: CronSearch, response: Response, rt: Runtime = Depends(runtime)) -> Any:
-    return await paged(rt.crons.search, body, response)
+async def search_crons(body: CronSearch, response: Response, cursor: str | None = CURSOR,
+                       rt: Runtime = Depends(runtime)) -> Any:
+    return paged(await rt.crons.search(body.data(), cursor), response)
 
 
 @router.post("/runs/crons/count")

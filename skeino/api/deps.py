@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from typing import Any, Awaitable, Callable, TypeVar
 
-from fastapi import Header, Request
+from fastapi import Header, Query, Request
 from fastapi.responses import JSONResponse, Response
 
 from skeino import serde
+from skeino.runtime import paging
 from skeino.runtime.core import Runtime
 from skeino.runtime.idempotency import check_key, fingerprint
 
@@ -31,17 +32,24 @@ async def runtime(request: Request) -> Runtime:
     return request.app.state.runtime
 
 
-async def paged(search: Callable[[dict[str, Any]], Awaitable[list[Any]]], body: Any, response: Response) -> list[Any]:
-    """One page of a search body with `limit`/`offset`, marking with X-Pagination-Next that another exists.
+# skeino's extension to the official `limit`/`offset` paging (see runtime/paging.py).
+CURSOR = Query(None, max_length=1000, description=(
+    "skeino extension: continue after the last row of a previous page, from that response's "
+    f"{paging.CURSOR_HEADER} header. The page is read straight off the index and is not shifted by rows "
+    "inserted or deleted since; `offset` then counts from the cursor. Send the same sort."))
 
-    One row more than asked tells whether another page exists; the official client reads
-    the next offset from X-Pagination-Next (search(response_format="object")["next"]).
+
+def paged(page: paging.Page, response: Response) -> list[Any]:
+    """The page's rows, marking with X-Pagination-Next (and the cursor header) that another exists.
+
+    The official clients read the next offset from X-Pagination-Next
+    (assistants.search(response_format="object")["next"]), as the official server sends it.
     """
-    rows = await search({**body.data(), "limit": body.limit + 1})
-    if len(rows) > body.limit:
-        rows = rows[:body.limit]
-        response.headers["X-Pagination-Next"] = str(body.offset + body.limit)
-    return rows
+    if page.next_offset is not None:
+        response.headers["X-Pagination-Next"] = str(page.next_offset)
+    if page.cursor is not None:
+        response.headers[paging.CURSOR_HEADER] = page.cursor
+    return page.rows
 
 
 class Idempotent:

@@ -9,7 +9,7 @@ from typing import Any, Literal
 from fastapi import APIRouter, Depends, Header, Query, Request
 from fastapi.responses import Response
 
-from skeino.api.deps import JSON, Idempotent, idempotent, runtime
+from skeino.api.deps import CURSOR, JSON, Idempotent, idempotent, paged, runtime
 from skeino.api.inputs import INT_MAX, JsonRoute
 from skeino.api.responses import SSE, accepted_or_done, errors
 from skeino.errors import Invalid
@@ -154,10 +154,12 @@ async def wait_run(thread_id: str, body: RunCreate, request: Request, rt: Runtim
 
 
 @router.get("/threads/{thread_id}/runs")
-async def list_runs(thread_id: str, limit: int = Query(10, ge=1, le=1000), offset: int = Query(0, ge=0, le=INT_MAX),
+async def list_runs(thread_id: str, response: Response, limit: int = Query(10, ge=1, le=1000),
+                    offset: int = Query(0, ge=0, le=INT_MAX),
                     status: str | None = None, select: list[RunField] | None = Query(None),
-                    rt: Runtime = Depends(runtime)) -> Any:
-    runs = await rt.runs.list(thread_id, limit=limit, offset=offset, status=status)
+                    cursor: str | None = CURSOR, rt: Runtime = Depends(runtime)) -> Any:
+    runs = paged(await rt.runs.list_page(thread_id, limit=limit, offset=offset, status=status, cursor=cursor),
+                 response)
     # `select` (sent by both official clients) keeps only those fields, as on the official server.
     return [{k: r.get(k) for k in select} for r in runs] if select else runs
 

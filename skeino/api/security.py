@@ -27,7 +27,7 @@ _DOCS = ("/docs", "/redoc", "/openapi.json")
 # What `langgraph dev` answers with no CORS configured: any origin, never with credentials.
 _DEV_CORS: dict[str, Any] = {
     "allow_origins": ["*"], "allow_credentials": False, "allow_methods": ["*"], "allow_headers": ["*"],
-    "expose_headers": ["x-pagination-total", "x-pagination-next", "content-location"],
+    "expose_headers": ["x-pagination-total", "x-pagination-next", "x-skeino-cursor", "content-location"],
 }
 _READ_METHODS = ("GET", "HEAD", "OPTIONS")
 

@@ -7,7 +7,7 @@ from typing import Any
 from fastapi import APIRouter, Depends, Query
 from fastapi.responses import Response
 
-from skeino.api.deps import Idempotent, idempotent, runtime
+from skeino.api.deps import CURSOR, Idempotent, idempotent, paged, runtime
 from skeino.api.inputs import JsonRoute
 from skeino.api.responses import errors
 from skeino.errors import NotSupported
@@ -31,10 +31,11 @@ async def create_thread(body: ThreadCreate, rt: Runtime = Depends(runtime),
 
 
 @router.post("/search")
-async def search_threads(body: ThreadSearch, rt: Runtime = Depends(runtime)) -> Any:
+async def search_threads(body: ThreadSearch, response: Response, cursor: str | None = CURSOR,
+                         rt: Runtime = Depends(runtime)) -> Any:
     if body.extract:
         raise NotSupported("'extract' in thread search is not supported by this skeino version")
-    return await rt.threads.search(body.data())
+    return paged(await rt.threads.search(body.data(), cursor), response)
 
 
 @router.post("/count")

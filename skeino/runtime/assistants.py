@@ -10,6 +10,8 @@ from skeino.auth.custom import Authorizer
 from skeino.errors import Conflict, Invalid, NotFound
 from skeino.graphs import GraphRegistry, default_assistant_id
 from skeino.runtime.graph_schemas import display_name, graph_schemas, named
+from skeino.runtime import paging
+from skeino.storage import query
 from skeino.storage.base import Record, Storage, now_iso
 
 
@@ -160,12 +162,18 @@ class AssistantService:
         return value, await self._authz("assistants", "search", value)
 
     async def search(self, body: dict[str, Any]) -> list[Record]:
+        return (await self.search_page(body)).rows
+
+    async def search_page(self, body: dict[str, Any], cursor: str | None = None) -> paging.Page:
+        """A page of assistants, after `cursor` when given (see runtime/paging.py)."""
         value, access = await self._search_value(body)
-        return await self._storage.assistant_search(
-            graph_id=value["graph_id"], name=body.get("name"), metadata=value["metadata"],
-            limit=value["limit"], offset=value["offset"],
-            sort_by=body.get("sort_by") or "created_at", sort_order=body.get("sort_order") or "desc", access=access,
-        )
+        sort_by, sort_order = body.get("sort_by") or "created_at", body.get("sort_order") or "desc"
+        return await paging.fetch(
+            lambda limit, after: self._storage.assistant_search(
+                graph_id=value["graph_id"], name=body.get("name"), metadata=value["metadata"], limit=limit,
+                offset=value["offset"], sort_by=sort_by, sort_order=sort_order, access=access, after=after),
+            limit=value["limit"], offset=value["offset"], cursor=cursor,
+            key=query.sort_column(sort_by, query.ASSISTANT_SORT), order=sort_order)
 
     async def count(self, body: dict[str, Any]) -> int:
         value, access = await self._search_value(body)

@@ -19,6 +19,8 @@ from skeino.errors import BadRequest, Invalid, NotFound, SkeinoError
 from skeino.runtime.assistants import AssistantService, is_uuid
 from skeino.runtime.runs import RunService
 from skeino.runtime.webhooks import WebhookSender
+from skeino.runtime import paging
+from skeino.storage import query
 from skeino.storage.base import Record, Storage, now_iso
 
 logger = logging.getLogger("skeino.crons")
@@ -191,15 +193,22 @@ class CronService:
                                                      "thread_id": filters["thread_id"],
                                                      "limit": body.get("limit", 10), "offset": body.get("offset", 0)})
 
-    async def search(self, body: dict[str, Any]) -> list[Record]:
+    async def search(self, body: dict[str, Any], cursor: str | None = None) -> paging.Page:
+        """A page of crons, after `cursor` when given (see runtime/paging.py)."""
         filters = self._filters(body)
-        rows = await self._storage.cron_search(
-            **filters, enabled=body.get("enabled"), limit=body.get("limit", 10),
-            offset=body.get("offset", 0), sort_by=body.get("sort_by") or "created_at",
-            sort_order=body.get("sort_order") or "desc", access=await self._access(filters, body),
-        )
+        access = await self._access(filters, body)
+        sort_by, sort_order = body.get("sort_by") or "created_at", body.get("sort_order") or "desc"
+        offset = body.get("offset", 0)
+        page = await paging.fetch(
+            lambda limit, after: self._storage.cron_search(
+                **filters, enabled=body.get("enabled"), limit=limit, offset=offset, sort_by=sort_by,
+                sort_order=sort_order, access=access, after=after),
+            limit=body.get("limit", 10), offset=offset, cursor=cursor,
+            key=query.sort_column(sort_by, query.CRON_SORT), order=sort_order)
         select = body.get("select")
-        return [{k: r.get(k) for k in select} for r in rows] if select else rows
+        if select:
+            page.rows = [{k: r.get(k) for k in select} for r in page.rows]
+        return page
 
     async def count(self, body: dict[str, Any]) -> int:
         filters = self._filters(body)

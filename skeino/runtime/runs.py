@@ -20,6 +20,8 @@ from skeino.runtime.queue import RunQueue
 from skeino.runtime.replicas import SharedRunQueue
 from skeino.runtime.threads import checkpoint_keys, new_thread_record
 from skeino.runtime.webhooks import WebhookSender
+from skeino.runtime import paging
+from skeino.storage import query
 from skeino.storage.base import RUN_FINAL, RUN_INFLIGHT, QueueFull, QueueLimits, Record, Storage, now_iso
 from skeino.streaming.modes import normalize_modes
 
@@ -255,10 +257,18 @@ class RunService:
         return run
 
     async def list(self, thread_id: str, *, limit: int, offset: int, status: str | None) -> list[Record]:
+        return (await self.list_page(thread_id, limit=limit, offset=offset, status=status)).rows
+
+    async def list_page(self, thread_id: str, *, limit: int, offset: int, status: str | None,
+                        cursor: str | None = None) -> paging.Page:
+        """A page of the thread's runs, newest first, after `cursor` when given (see runtime/paging.py)."""
         access = await self._authz("threads", "read", {"thread_id": thread_id}) if is_uuid(thread_id) else None
         if not is_uuid(thread_id) or await self._storage.thread_get(thread_id, access=access) is None:
             raise NotFound(f"Thread with ID {thread_id} not found")
-        return await self._storage.run_list(thread_id, limit=limit, offset=offset, status=status, access=access)
+        return await paging.fetch(
+            lambda n, after: self._storage.run_list(thread_id, limit=n, offset=offset, status=status, access=access,
+                                                    after=after),
+            limit=limit, offset=offset, cursor=cursor, key=query.POS, order="desc")
 
     async def delete(self, thread_id: str, run_id: str) -> None:
         run = await self.get(thread_id, run_id, "delete")

@@ -15,6 +15,8 @@ from skeino.runtime.assistants import is_uuid
 from skeino.runtime.state import empty_state, snapshot_to_state, thread_interrupts
 from skeino.runtime.ttl import thread_ttl_minutes
 from skeino.storage.access import AccessFilter
+from skeino.runtime import paging
+from skeino.storage import query
 from skeino.storage.base import Record, Storage, now_iso
 
 if TYPE_CHECKING:
@@ -170,17 +172,20 @@ class ThreadService:
                  "limit": body.get("limit", 10), "offset": body.get("offset", 0), "ids": body.get("ids")}
         return value, await self._authz("threads", "search", value)
 
-    async def search(self, body: dict[str, Any]) -> list[Record]:
+    async def search(self, body: dict[str, Any], cursor: str | None = None) -> paging.Page:
+        """A page of threads, after `cursor` when given (see runtime/paging.py)."""
         value, access = await self._search_value(body)
-        rows = await self._storage.thread_search(
-            ids=value["ids"], metadata=value["metadata"], values=value["values"], status=value["status"],
-            limit=value["limit"], offset=value["offset"],
-            sort_by=body.get("sort_by") or "created_at", sort_order=body.get("sort_order") or "desc", access=access,
-        )
+        sort_by, sort_order = body.get("sort_by") or "created_at", body.get("sort_order") or "desc"
+        page = await paging.fetch(
+            lambda limit, after: self._storage.thread_search(
+                ids=value["ids"], metadata=value["metadata"], values=value["values"], status=value["status"],
+                limit=limit, offset=value["offset"], sort_by=sort_by, sort_order=sort_order, access=access, after=after),
+            limit=value["limit"], offset=value["offset"], cursor=cursor,
+            key=query.sort_column(sort_by, query.THREAD_SORT), order=sort_order)
         select = body.get("select")
         if select:
-            return [{k: r.get(k) for k in select} for r in rows]
-        return rows
+            page.rows = [{k: r.get(k) for k in select} for r in page.rows]
+        return page
 
     async def count(self, body: dict[str, Any]) -> int:
         value, access = await self._search_value(body)

@@ -13,12 +13,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Any, Literal, Protocol, Sequence
+from typing import TYPE_CHECKING, Any, Literal, Protocol, Sequence
 
 from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.store.base import BaseStore
 
 from skeino.storage.access import AccessFilter
+
+if TYPE_CHECKING:
+    from skeino.storage.query import Position
 
 Record = dict[str, Any]
 SortOrder = Literal["asc", "desc"]
@@ -85,7 +88,9 @@ class Storage(Protocol):
     async def assistant_search(
         self, *, graph_id: str | None, name: str | None, metadata: Record | None,
         limit: int, offset: int, sort_by: str, sort_order: SortOrder, access: AccessFilter | None = None,
-    ) -> list[Record]: ...
+        after: Position | None = None,
+    ) -> list[Record]:
+        """A page of assistants; each row also carries its position (query.POS) for `after`."""
     async def assistant_count(self, *, graph_id: str | None, name: str | None, metadata: Record | None,
                               access: AccessFilter | None = None) -> int: ...
     async def assistant_versions(
@@ -116,8 +121,9 @@ class Storage(Protocol):
     async def thread_search(
         self, *, ids: Sequence[str] | None, metadata: Record | None, values: Record | None,
         status: str | None, limit: int, offset: int, sort_by: str, sort_order: SortOrder,
-        access: AccessFilter | None = None,
-    ) -> list[Record]: ...
+        access: AccessFilter | None = None, after: Position | None = None,
+    ) -> list[Record]:
+        """A page of threads, after the position `after` when given (see query.page); rows carry query.POS."""
     async def thread_count(
         self, *, ids: Sequence[str] | None, metadata: Record | None, values: Record | None, status: str | None,
         access: AccessFilter | None = None,
@@ -159,7 +165,8 @@ class Storage(Protocol):
     async def run_get(self, run_id: str, thread_id: str | None = None, *,
                       access: AccessFilter | None = None) -> Record | None: ...
     async def run_list(self, thread_id: str, *, limit: int, offset: int, status: str | None,
-                       access: AccessFilter | None = None) -> list[Record]: ...
+                       access: AccessFilter | None = None, after: Position | None = None) -> list[Record]:
+        """A thread's runs, newest first, after the position `after` when given; rows carry query.POS."""
     async def run_update(self, run_id: str, changes: Record) -> Record | None: ...
     async def run_delete(self, run_id: str) -> bool:
         """Delete the run, its stream log and every checkpoint it wrote, in one transaction; False if absent."""
@@ -203,7 +210,9 @@ class Storage(Protocol):
     async def cron_search(
         self, *, assistant_id: str | None, thread_id: str | None, enabled: bool | None, metadata: Record | None,
         limit: int, offset: int, sort_by: str, sort_order: SortOrder, access: AccessFilter | None = None,
-    ) -> list[Record]: ...
+        after: Position | None = None,
+    ) -> list[Record]:
+        """A page of crons; each row also carries its position (query.POS) for `after`."""
     async def cron_count(self, *, assistant_id: str | None, thread_id: str | None, metadata: Record | None,
                          access: AccessFilter | None = None) -> int: ...
     async def crons_due(self, now: str, limit: int) -> list[Record]:

@@ -162,14 +162,39 @@ def cron_where(d: Dialect, assistant_id: str | None, thread_id: str | None, enab
             .eq("enabled", enabled).contains("metadata", metadata))
 
 
+# A row's place in a sorted search: the sort column's value and the row's tie-break
+# position (insertion order), which a keyset page starts after. Search rows carry their
+# position as POS so the caller can hand the last one back.
+Position = tuple[Any, int]
+POS = "_pos"
+
+
 def page(d: Dialect, table: str, columns: Sequence[str], where: Where, sort_by: str | None,
-         sortable: frozenset[str], sort_order: SortOrder, limit: int, offset: int) -> tuple[str, list[Any]]:
-    """One page of a filtered, sorted search; unknown sort keys sort by creation time."""
+         sortable: frozenset[str], sort_order: SortOrder, limit: int, offset: int,
+         after: Position | None = None) -> tuple[str, list[Any]]:
+    """One page of a filtered, sorted search; unknown sort keys sort by creation time.
+
+    The order is total (the sort column, then insertion order), so a page is a range of it.
+    `after` starts the page past that position by seeking in the index instead of
+    counting `offset` rows off its start: the cost of a page no longer grows with its depth,
+    and rows inserted or deleted before it do not shift it.
+    """
     order = "ASC" if sort_order == "asc" else "DESC"
-    column = sort_by if sort_by in sortable else "created_at"
-    sql = (f"SELECT {cols(columns)} FROM {table}{where.sql} ORDER BY {q(column)} {order}, {d.tiebreak} {order} "
-           f"LIMIT {d.param} OFFSET {d.param}")
+    column = sort_column(sort_by, sortable)
+    if after is not None:
+        # The first condition alone is one the planners match to the column's index; the
+        # row comparison then drops the rows of the boundary value already served.
+        cmp = ">" if order == "ASC" else "<"
+        where.add(f"{q(column)} {cmp}= {d.param} AND ({q(column)}, {d.tiebreak}) {cmp} ({d.param}, {d.param})",
+                  after[0], after[0], after[1])
+    sql = (f"SELECT {cols(columns)}, {d.tiebreak} AS {POS} FROM {table}{where.sql} "
+           f"ORDER BY {q(column)} {order}, {d.tiebreak} {order} LIMIT {d.param} OFFSET {d.param}")
     return sql, [*where.params, limit, offset]
+
+
+def sort_column(sort_by: str | None, sortable: frozenset[str]) -> str:
+    """The column a search sorts by (what `page` picks)."""
+    return sort_by if sort_by in sortable else "created_at"
 
 
 def count(table: str, where: Where) -> tuple[str, list[Any]]:

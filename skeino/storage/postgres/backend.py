@@ -141,10 +141,10 @@ class PostgresStorage(RunTables, CronTables, CheckpointTables, IdempotencyTables
 
     async def assistant_search(self, *, graph_id: str | None, name: str | None, metadata: Record | None,
                                limit: int, offset: int, sort_by: str, sort_order: SortOrder,
-                               access: AccessFilter | None = None) -> list[Record]:
+                               access: AccessFilter | None = None, after: query.Position | None = None) -> list[Record]:
         where = query.assistant_where(DIALECT, graph_id, name, metadata, access)
         return await self._all(*query.page(DIALECT, "assistants", ASSISTANT_COLS, where, sort_by, query.ASSISTANT_SORT,
-                                           sort_order, limit, offset))
+                                           sort_order, limit, offset, after))
 
     async def assistant_count(self, *, graph_id: str | None, name: str | None, metadata: Record | None,
                               access: AccessFilter | None = None) -> int:
@@ -244,10 +244,11 @@ class PostgresStorage(RunTables, CronTables, CheckpointTables, IdempotencyTables
 
     async def thread_search(self, *, ids: Sequence[str] | None, metadata: Record | None, values: Record | None,
                             status: str | None, limit: int, offset: int, sort_by: str,
-                            sort_order: SortOrder, access: AccessFilter | None = None) -> list[Record]:
+                            sort_order: SortOrder, access: AccessFilter | None = None,
+                            after: query.Position | None = None) -> list[Record]:
         where = query.thread_where(DIALECT, ids, metadata, values, status, access)
         return await self._all(*query.page(DIALECT, "threads", THREAD_COLS, where, sort_by, query.THREAD_SORT,
-                                           sort_order, limit, offset))
+                                           sort_order, limit, offset, after))
 
     async def thread_count(self, *, ids: Sequence[str] | None, metadata: Record | None, values: Record | None,
                            status: str | None, access: AccessFilter | None = None) -> int:

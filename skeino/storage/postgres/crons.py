@@ -39,10 +39,11 @@ class CronTables:
 
     async def cron_search(self: "PostgresStorage", *, assistant_id: str | None, thread_id: str | None,
                           enabled: bool | None, metadata: Record | None, limit: int, offset: int, sort_by: str,
-                          sort_order: SortOrder, access: AccessFilter | None = None) -> list[Record]:
+                          sort_order: SortOrder, access: AccessFilter | None = None,
+                          after: query.Position | None = None) -> list[Record]:
         where = query.cron_where(DIALECT, assistant_id, thread_id, enabled, metadata, access)
         return await self._all(*query.page(DIALECT, "crons", CRON_COLS, where, sort_by, query.CRON_SORT, sort_order,
-                                           limit, offset))
+                                           limit, offset, after))
 
     async def cron_count(self: "PostgresStorage", *, assistant_id: str | None, thread_id: str | None,
                          metadata: Record | None, access: AccessFilter | None = None) -> int:

@@ -130,10 +130,13 @@ class RunTables:
         return await self._one(f"{_SELECT}{where.sql}", where.params)
 
     async def run_list(self: "PostgresStorage", thread_id: str, *, limit: int, offset: int,
-                       status: str | None, access: AccessFilter | None = None) -> list[Record]:
+                       status: str | None, access: AccessFilter | None = None,
+                       after: query.Position | None = None) -> list[Record]:
         where = query.Where(DIALECT).eq("thread_id", thread_id).eq("status", status or None).thread_access(access)
-        return await self._all(f"{_SELECT}{where.sql} ORDER BY seq DESC LIMIT %s OFFSET %s",
-                               [*where.params, limit, offset])
+        if after is not None:  # newest first: the page starts below the last run served
+            where.add("seq < %s", after[1])
+        return await self._all(f"SELECT {cols(RUN_COLS)}, seq AS {query.POS} FROM runs{where.sql} "
+                               "ORDER BY seq DESC LIMIT %s OFFSET %s", [*where.params, limit, offset])
 
     async def run_update(self: "PostgresStorage", run_id: str, changes: Record) -> Record | None:
         sets, params = query.assignments(DIALECT, {**changes, "updated_at": changes.get("updated_at") or now_iso()})

@@ -78,9 +78,10 @@ class AssistantTables:
     @_threaded
     def assistant_search(self: "SqliteStorage", *, graph_id: str | None, name: str | None, metadata: Record | None,
                          limit: int, offset: int, sort_by: str, sort_order: SortOrder,
-                         access: AccessFilter | None = None) -> list[Record]:
+                         access: AccessFilter | None = None, after: query.Position | None = None) -> list[Record]:
         where = query.assistant_where(DIALECT, graph_id, name, metadata, access)
-        return self._page("assistants", _ASSISTANT_COLS, where, sort_by, query.ASSISTANT_SORT, sort_order, limit, offset)
+        return self._page("assistants", _ASSISTANT_COLS, where, sort_by, query.ASSISTANT_SORT, sort_order, limit, offset,
+                          after)
 
     @_threaded
     def assistant_count(self: "SqliteStorage", *, graph_id: str | None, name: str | None, metadata: Record | None,

@@ -122,9 +122,10 @@ class SqliteStorage(AssistantTables, ThreadTables, RunTables, CheckpointTables, 
             conn.execute("COMMIT")
 
     def _page(self, table: str, columns: Sequence[str], where: query.Where, sort_by: str | None,
-              sortable: frozenset[str], sort_order: SortOrder, limit: int, offset: int) -> list[Record]:
-        sql, params = query.page(DIALECT, table, columns, where, sort_by, sortable, sort_order, limit, offset)
-        return [_row(columns, r) for r in self._all(sql, params)]
+              sortable: frozenset[str], sort_order: SortOrder, limit: int, offset: int,
+              after: query.Position | None) -> list[Record]:
+        sql, params = query.page(DIALECT, table, columns, where, sort_by, sortable, sort_order, limit, offset, after)
+        return [_row((*columns, query.POS), r) for r in self._all(sql, params)]
 
     def _one(self, sql: str, params: Sequence[Any] = ()) -> Any:
         return self.conn.execute(sql, params).fetchone()

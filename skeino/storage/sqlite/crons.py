@@ -75,10 +75,12 @@ class CronTables:
     @_threaded
     def cron_search(self: "SqliteStorage", *, assistant_id: str | None, thread_id: str | None, enabled: bool | None,
                     metadata: Record | None, limit: int, offset: int, sort_by: str,
-                    sort_order: SortOrder, access: AccessFilter | None = None) -> list[Record]:
+                    sort_order: SortOrder, access: AccessFilter | None = None,
+                    after: query.Position | None = None) -> list[Record]:
         where = query.cron_where(DIALECT, assistant_id, thread_id, enabled, metadata, access)
-        sql, params = query.page(DIALECT, "crons", _CRON_COLS, where, sort_by, query.CRON_SORT, sort_order, limit, offset)
-        return [_cron(r) for r in self._all(sql, params)]
+        sql, params = query.page(DIALECT, "crons", _CRON_COLS, where, sort_by, query.CRON_SORT, sort_order, limit, offset,
+                                 after)
+        return [{**_cron(r), query.POS: r[-1]} for r in self._all(sql, params)]
 
     @_threaded
     def cron_count(self: "SqliteStorage", *, assistant_id: str | None, thread_id: str | None,

@@ -23,9 +23,10 @@ _q = query.q
 _RUN_ACCESS = "EXISTS (SELECT 1 FROM threads t WHERE t.thread_id = runs.thread_id AND access_match(t.metadata, ?))"
 
 
-def _runs_sql(where: str, params: Sequence[Any], access: AccessFilter | None) -> tuple[str, list[Any]]:
-    """A select of run rows matching `where`, narrowed to the runs `access` lets the caller see."""
-    sql = f"SELECT {', '.join(_RUN_COLS)} FROM runs WHERE {where}"
+def _runs_sql(where: str, params: Sequence[Any], access: AccessFilter | None,
+              extra: str = "") -> tuple[str, list[Any]]:
+    """A select of run rows (and the `extra` columns) matching `where`, narrowed to the runs `access` lets the caller see."""
+    sql = f"SELECT {', '.join(_RUN_COLS)}{extra} FROM runs WHERE {where}"
     if access is None:
         return sql, list(params)
     return f"{sql} AND {_RUN_ACCESS}", [*params, access.json]
@@ -153,13 +154,15 @@ class RunTables:
 
     @_threaded
     def run_list(self: "SqliteStorage", thread_id: str, *, limit: int, offset: int, status: str | None,
-                 access: AccessFilter | None = None) -> list[Record]:
+                 access: AccessFilter | None = None, after: query.Position | None = None) -> list[Record]:
+        where, params = "thread_id = ?", [thread_id]
         if status:
-            sql, params = _runs_sql("thread_id = ? AND status = ?", [thread_id, status], access)
-        else:
-            sql, params = _runs_sql("thread_id = ?", [thread_id], access)
+            where, params = f"{where} AND status = ?", [*params, status]
+        if after is not None:  # newest first: the page starts below the last run served
+            where, params = f"{where} AND seq < ?", [*params, after[1]]
+        sql, params = _runs_sql(where, params, access, extra=f", seq AS {query.POS}")
         rows = self._all(sql + " ORDER BY seq DESC LIMIT ? OFFSET ?", [*params, limit, offset])
-        return [_row(_RUN_COLS, r) for r in rows]
+        return [_row((*_RUN_COLS, query.POS), r) for r in rows]
 
     @_threaded
     def run_update(self: "SqliteStorage", run_id: str, changes: Record) -> Record | None:

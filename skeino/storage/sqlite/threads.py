@@ -107,9 +107,9 @@ class ThreadTables:
     @_threaded
     def thread_search(self: "SqliteStorage", *, ids: Sequence[str] | None, metadata: Record | None, values: Record | None,
                       status: str | None, limit: int, offset: int, sort_by: str, sort_order: SortOrder,
-                      access: AccessFilter | None = None) -> list[Record]:
+                      access: AccessFilter | None = None, after: query.Position | None = None) -> list[Record]:
         where = query.thread_where(DIALECT, ids, metadata, values, status, access)
-        return self._page("threads", _THREAD_COLS, where, sort_by, query.THREAD_SORT, sort_order, limit, offset)
+        return self._page("threads", _THREAD_COLS, where, sort_by, query.THREAD_SORT, sort_order, limit, offset, after)
 
     @_threaded
     def thread_count(self: "SqliteStorage", *, ids: Sequence[str] | None, metadata: Record | None, values: Record | None,
