@@ -162,3 +162,24 @@ async def _eventually(check, timeout: float = 10) -> bool:
 
 async def _no_counts() -> dict[str, int]:
     return {}
+
+
+async def test_startup_freezes_the_heap_it_built(tmp_path: Path) -> None:
+    """Full collections scan only what requests made, not the libraries and graphs loaded at start."""
+    import dataclasses
+    import gc
+
+    from skeino.api.app import create_app
+    from skeino.config import Settings, load_config
+
+    config_file = tmp_path / "langgraph.json"
+    config_file.write_text(json.dumps({"graphs": {"counter": str(Path(__file__).parent.parent / "graphs" / "pipeline.py")
+                                                  + ":counter"}}))
+    settings = dataclasses.replace(Settings.from_env({}), db_path=tmp_path / "skeino.db")
+    app = create_app(load_config(config_file, settings))
+    gc.unfreeze()
+    try:
+        async with app.router.lifespan_context(app):
+            assert gc.get_freeze_count() > 0
+    finally:
+        gc.unfreeze()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 from contextlib import AsyncExitStack, asynccontextmanager
 from http import HTTPStatus
@@ -87,6 +88,11 @@ def create_app(config: Config, registry: GraphRegistry | None = None, guard: Gua
             async with AsyncExitStack() as stack:
                 for extension in extensions:
                     await stack.enter_async_context(extension)
+                # Everything built so far (imported libraries, graphs, the app) lives as long
+                # as the process: out of the collector's sight, a full collection scans only
+                # what requests made. It scanned the whole heap every few hundred runs, which
+                # was about a fifth of the server's CPU under load.
+                gc.freeze()
                 yield
         finally:
             await rt.stop()
