@@ -18,20 +18,25 @@ at a time and each in turn (so load from elsewhere hits all alike), p50/p95 of:
   get_state           GET /threads/{id}/state
   history             POST /threads/{id}/history {"limit": 10}
   store_search        POST /store/items/search in a namespace of 10,000 items, limit 10
+  deep_offset         POST /threads/search, newest first, at offset = half the threads, limit 10
+  deep_cursor         the same page through skeino's cursor (?cursor= from X-Skeino-Cursor)
 
 Figures (one JSON line each): `fill` per step (runs/s, server CPU ms per run),
 `reads` per step and operation, `footprint` per step (server RSS, database bytes and bytes
 per run). Database bytes are the SQLite file and its WAL (so only with a started server or
---db); bytes per run is their growth since the store items were put, over the runs made.
+--db), or on Postgres (--database-url) `pg_database_size`; bytes per run is their growth
+since the store items were put, over the runs made.
 
 With --direct-above R, runs past R are written straight through the storage layer (ten per
 thread, same metadata and status mix, no checkpoints), so 100k runs take a minute instead of
 an hour: the thread, count and run-list figures then see the full table; state and history
-are read on the threads made by real runs.
+are read on the threads made by real runs. On Postgres they are written through
+PostgresStorage, to the database the server uses.
 
 Examples:
   python benchmarks/scale.py                          # 1k and 10k runs
   python benchmarks/scale.py --sizes 1000,10000,100000 --direct-above 10000
+  python benchmarks/scale.py --database-url postgresql://localhost/scale_empty --direct-above 10000
 """
 
 from __future__ import annotations
@@ -109,45 +114,66 @@ class Filler:
         await asyncio.gather(*(worker() for _ in range(concurrency)))
 
 
-async def fill_direct(db: Path, filler: Filler, runs: int, assistants: dict[str, str]) -> None:
+def open_storage(db: Path | None, database_url: str | None) -> Any:
+    """The storage layer on the server's own database."""
+    if database_url:
+        from skeino.storage.postgres import PostgresStorage
+
+        return PostgresStorage(database_url, pool_size=8)
+    from skeino.storage.sqlite import SqliteStorage
+
+    return SqliteStorage(db)  # type: ignore[arg-type]
+
+
+async def fill_direct(storage: Any, filler: Filler, runs: int, assistants: dict[str, str]) -> None:
     """`runs` more runs, ten per thread, written through the storage layer (no checkpoints).
 
     Thread and run records are shaped as the server writes them after a run; their threads
-    have no checkpoints, so state and history are read on the threads filled by real runs."""
-    from datetime import datetime, timezone
+    have no checkpoints, so state and history are read on the threads filled by real runs.
+    Eight threads at a time: one at a time, Postgres would spend most of it on round trips."""
+    todo = max(1, runs // 10)
 
-    from skeino.storage.sqlite import SqliteStorage
+    async def worker() -> None:
+        nonlocal todo
+        while todo > 0:
+            todo -= 1
+            await fill_thread(storage, filler, assistants)
 
-    storage = SqliteStorage(db)
     await storage.open()
     try:
-        for _ in range(max(1, runs // 10)):
-            graph = filler.rng.choices(GRAPHS, WEIGHTS)[0]
-            now = datetime.now(timezone.utc).isoformat()
-            stamp = {"graph_id": graph, "assistant_id": assistants[graph]}
-            metadata = {"tenant": f"t{filler.rng.randrange(TENANTS)}", "project": f"p{filler.rng.randrange(PROJECTS)}",
-                        "owner": f"u{filler.rng.randrange(OWNERS)}", **stamp}
-            thread_id = str(uuid.uuid4())
-            status = "interrupted" if graph == "hitl" else "idle"
-            await storage.thread_create({"thread_id": thread_id, "created_at": now, "updated_at": now,
-                                         "state_updated_at": now, "metadata": metadata, "status": status,
-                                         "config": {}, "values": {}, "interrupts": {}, "error": None})
-            for k in range(10):
-                run_id = str(uuid.uuid4())
-                run_status = ("interrupted" if graph == "hitl" and k % 2 == 0 else
-                              "error" if filler.rng.random() < 1 / 30 else "success")
-                configurable = {"run_id": run_id, "thread_id": thread_id, **stamp}
-                await storage.run_create({
-                    "run_id": run_id, "thread_id": thread_id, "assistant_id": assistants[graph], "created_at": now,
-                    "updated_at": now, "status": run_status, "metadata": {"created_by": "system", **stamp},
-                    "kwargs": {"input": {}, "config": {"configurable": configurable,
-                                                       "metadata": {"created_by": "system", **stamp,
-                                                                    "thread_id": thread_id}}},
-                    "multitask_strategy": "enqueue", "run_at": time.time()}, reject_if_busy=False)
-            filler.direct_threads += 1
-            filler.runs += 10
+        await asyncio.gather(*(worker() for _ in range(8)))
     finally:
         await storage.close()
+
+
+async def fill_thread(storage: Any, filler: Filler, assistants: dict[str, str]) -> None:
+    """One thread and its ten runs, as fill_direct writes them."""
+    from datetime import datetime, timezone
+
+    graph = filler.rng.choices(GRAPHS, WEIGHTS)[0]
+    now = datetime.now(timezone.utc).isoformat()
+    stamp = {"graph_id": graph, "assistant_id": assistants[graph]}
+    metadata = {"tenant": f"t{filler.rng.randrange(TENANTS)}", "project": f"p{filler.rng.randrange(PROJECTS)}",
+                "owner": f"u{filler.rng.randrange(OWNERS)}", **stamp}
+    thread_id = str(uuid.uuid4())
+    status = "interrupted" if graph == "hitl" else "idle"
+    await storage.thread_create({"thread_id": thread_id, "created_at": now, "updated_at": now,
+                                 "state_updated_at": now, "metadata": metadata, "status": status,
+                                 "config": {}, "values": {}, "interrupts": {}, "error": None})
+    for k in range(10):
+        run_id = str(uuid.uuid4())
+        run_status = ("interrupted" if graph == "hitl" and k % 2 == 0 else
+                      "error" if filler.rng.random() < 1 / 30 else "success")
+        configurable = {"run_id": run_id, "thread_id": thread_id, **stamp}
+        await storage.run_create({
+            "run_id": run_id, "thread_id": thread_id, "assistant_id": assistants[graph], "created_at": now,
+            "updated_at": now, "status": run_status, "metadata": {"created_by": "system", **stamp},
+            "kwargs": {"input": {}, "config": {"configurable": configurable,
+                                               "metadata": {"created_by": "system", **stamp,
+                                                            "thread_id": thread_id}}},
+            "multitask_strategy": "enqueue", "run_at": time.time()}, reject_if_busy=False)
+    filler.direct_threads += 1
+    filler.runs += 10
 
 
 async def fill_store(client: Any, concurrency: int) -> None:
@@ -160,7 +186,8 @@ async def fill_store(client: Any, concurrency: int) -> None:
     await asyncio.gather(*(put(s) for s in range(concurrency)))
 
 
-def read_ops(client: Any, filler: Filler, rng: random.Random) -> dict[str, Callable[[], Awaitable[Any]]]:
+def read_ops(client: Any, filler: Filler, rng: random.Random,
+             deep: tuple[int, str | None]) -> dict[str, Callable[[], Awaitable[Any]]]:
     def graph() -> str:
         return rng.choice(GRAPHS)
 
@@ -189,13 +216,23 @@ def read_ops(client: Any, filler: Filler, rng: random.Random) -> dict[str, Calla
         "history": lambda: client.post(f"/threads/{thread_id()}/history", json={"limit": 10}),
         "store_search": lambda: client.post("/store/items/search",
                                             json={"namespace_prefix": STORE_NAMESPACE, "limit": 10}),
+        "deep_offset": lambda: client.post("/threads/search", json={"limit": 10, "offset": deep[0]}),
+        **({"deep_cursor": lambda: client.post("/threads/search", params={"cursor": deep[1]}, json={"limit": 10})}
+           if deep[1] else {}),
     }
+
+
+async def deep_page(client: Any, threads: int) -> tuple[int, str | None]:
+    """The offset of the page half-way down the newest-first thread list, and the cursor to it."""
+    offset = threads // 2
+    r = await client.post("/threads/search", json={"limit": 1, "offset": offset - 1})
+    return offset, r.headers.get("x-skeino-cursor")
 
 
 async def measure_reads(client: Any, filler: Filler, samples: int, step: dict[str, Any]) -> None:
     """Every operation in turn, `samples` rounds: load from outside hits them all alike."""
     rng = random.Random(7)
-    ops = read_ops(client, filler, rng)
+    ops = read_ops(client, filler, rng, await deep_page(client, step["threads"]))
     times: dict[str, list[float]] = {name: [] for name in ops}
     errors = dict.fromkeys(ops, 0)
     for round_ in range(samples + min(10, samples)):
@@ -209,8 +246,14 @@ async def measure_reads(client: Any, filler: Filler, samples: int, step: dict[st
         emit({"bench": "reads", **step, "op": name, **latency_fields(times[name]), "errors": errors[name]})
 
 
-def db_bytes(db: Path | None) -> tuple[int, int] | None:
-    """(main file, write-ahead log) bytes of the SQLite database."""
+async def db_bytes(db: Path | None, database_url: str | None = None) -> tuple[int, int] | None:
+    """(main file, write-ahead log) bytes of the SQLite database; (database, 0) on Postgres."""
+    if database_url:
+        import psycopg
+
+        async with await psycopg.AsyncConnection.connect(database_url) as conn:
+            row = await (await conn.execute("SELECT pg_database_size(current_database())")).fetchone()
+        return (row[0], 0) if row else None
     if db is None:
         return None
     wal = db.with_name(db.name + "-wal")
@@ -218,20 +261,22 @@ def db_bytes(db: Path | None) -> tuple[int, int] | None:
 
 
 async def scenario(args: argparse.Namespace, url: str, pid: int | None, db: Path | None) -> None:
+    database_url = args.database_url
     async with http_client(url, args.concurrency) as client:
         log(f"putting {STORE_ITEMS} store items")
         await fill_store(client, args.concurrency)
-        base = db_bytes(db)
+        base = await db_bytes(db, database_url)
         filler = Filler(client, seed=1)
         found = (await client.post("/assistants/search", json={"limit": 100})).json()
         assistants = {a["graph_id"]: a["assistant_id"] for a in found if a["metadata"].get("created_by") == "system"}
         for size in parse_list(args.sizes):
             if size > filler.runs and args.direct_above is not None and filler.runs >= args.direct_above:
-                if db is None:
-                    raise SystemExit("--direct-above needs the server's database: start one, or give --db")
+                if db is None and not database_url:
+                    raise SystemExit("--direct-above needs the server's database: start one, or give --db "
+                                     "or --database-url")
                 log(f"writing runs up to {size} through the storage layer")
                 before, t0 = filler.runs, wall()
-                await fill_direct(db, filler, size - filler.runs, assistants)
+                await fill_direct(open_storage(db, database_url), filler, size - filler.runs, assistants)
                 emit({"bench": "fill", "direct": True, "runs": filler.runs, "added": filler.runs - before,
                       "seconds": round(wall() - t0, 1)})
             elif size > filler.runs:
@@ -250,7 +295,7 @@ async def scenario(args: argparse.Namespace, url: str, pid: int | None, db: Path
                     "direct_runs": filler.direct_threads * 10}
             log(f"measuring at {filler.runs} runs")
             await measure_reads(client, filler, args.samples, step)
-            now = db_bytes(db)
+            now = await db_bytes(db, database_url)
             memory = proc_memory_kb(pid) if pid else {}
             # Per run: what the database grew by since the store items were put, WAL included
             # (its pages are the database's until a checkpoint copies them back).
@@ -271,6 +316,8 @@ def main() -> None:
     p.add_argument("--url", help="measure this running server instead of starting one (loopback only)")
     p.add_argument("--server-pid", type=int, help="with --url: the server's pid, for RSS and CPU")
     p.add_argument("--db", type=Path, help="with --url: the server's SQLite file, for its size")
+    p.add_argument("--database-url", help="serve on this Postgres database (an empty one), or with --url: the "
+                                          "server's, for its size and --direct-above")
     p.add_argument("--loop", default="auto", choices=["auto", "uvloop", "asyncio"])
     p.add_argument("--keep-server-files", action="store_true")
     args = p.parse_args()
@@ -279,8 +326,11 @@ def main() -> None:
     if args.url:
         run_main(lambda: scenario(args, check_loopback(args.url), args.server_pid, args.db), args.loop)
         return
-    with ServerProcess(DEFAULT_CONFIG, keep_dir=args.keep_server_files) as server:
-        run_main(lambda: scenario(args, server.url, server.pid, server.db), args.loop)
+    server = ServerProcess(DEFAULT_CONFIG, keep_dir=args.keep_server_files)
+    if args.database_url:
+        server.command = lambda: [*ServerProcess.command(server), "--database-url", args.database_url]  # type: ignore[method-assign]
+    with server:
+        run_main(lambda: scenario(args, server.url, server.pid, None if args.database_url else server.db), args.loop)
 
 
 if __name__ == "__main__":
