@@ -54,3 +54,26 @@ def test_filters_match_namespace_prefixes_and_depth() -> None:
     assert not matches(values, everything, None, 1) and matches(started_child, everything, None, 1)
     assert not matches(values, frozenset({"lifecycle"}), None, None)
     assert matches(started_grand, frozenset({"lifecycle"}), [["child"]], 1)
+
+
+def test_forgetting_a_run_keeps_every_other_runs_events_in_order() -> None:
+    from skeino.runtime.threadlog import ProtocolEvent
+
+    log = ThreadLog("t")
+    # a, b interleaved (a stopped while b began), then c, a's last event, c again.
+    order = ["a", "a", "b", "a", "b", "c", "a", "c"]
+    for seq, run in enumerate(order, start=1):
+        log.append(ProtocolEvent(seq, run, "values", (), None, b"{}"))
+
+    def kept() -> list[tuple[int, str]]:
+        return [(e.seq, e.run_id) for e in log.after(0)]
+
+    log.forget_run("a")  # not a prefix: its events are spread out
+    assert kept() == [(3, "b"), (5, "b"), (6, "c"), (8, "c")]
+    log.forget_run("b")
+    assert kept() == [(6, "c"), (8, "c")]
+    log.forget_run("nobody")
+    log.forget_run("c")
+    assert kept() == [] and log.last_seq() == 0
+    log.append(ProtocolEvent(9, "d", "values", (), None, b"{}"))
+    assert kept() == [(9, "d")] and log.after(8) == log.events

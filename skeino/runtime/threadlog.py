@@ -44,10 +44,12 @@ class ThreadLog:
     events: list[ProtocolEvent] = field(default_factory=list)
     _seqs: list[int] = field(default_factory=list)
     _waiter: asyncio.Future[None] | None = None
+    _per_run: dict[str, int] = field(default_factory=dict)  # events each run has in the log
 
     def append(self, event: ProtocolEvent) -> None:
         self.events.append(event)
         self._seqs.append(event.seq)
+        self._per_run[event.run_id] = self._per_run.get(event.run_id, 0) + 1
         waiter, self._waiter = self._waiter, None
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
@@ -59,7 +61,17 @@ class ThreadLog:
         return self._seqs[-1] if self._seqs else 0
 
     def forget_run(self, run_id: str) -> None:
-        self.events = [e for e in self.events if e.run_id != run_id]
+        count = self._per_run.pop(run_id, 0)
+        if not count:
+            return
+        # Runs leave in about the order they ran, so the run's events are usually the
+        # oldest: cutting that prefix costs no scan of every kept run's events.
+        events = self.events
+        if len(events) >= count and all(e.run_id == run_id for e in itertools.islice(events, count)):
+            del events[:count]
+            del self._seqs[:count]
+            return
+        self.events = [e for e in events if e.run_id != run_id]
         self._seqs = [e.seq for e in self.events]
 
     async def follow(self, since: int = -1) -> AsyncIterator[list[ProtocolEvent]]:
