@@ -63,7 +63,12 @@ class RunQueue:
     async def _work(self, thread_id: str, first: Record | None = None) -> None:
         try:
             while not self._closing:
-                self._kicked.discard(thread_id)
+                # `first` was the thread's only pending run when this worker started; any run
+                # queued since came through submit() and left a kick. So when there is none
+                # after it, nothing is pending and storage need not be asked.
+                alone = first is not None
+                if first is None:
+                    self._kicked.discard(thread_id)
                 run, first = first or await self._storage.run_next_pending(thread_id), None
                 if run is None:
                     if thread_id in self._kicked:
@@ -74,6 +79,8 @@ class RunQueue:
                     await asyncio.sleep(min(delay, _DELAY_POLL))
                     continue
                 await self._execute(run)
+                if alone and thread_id not in self._kicked:
+                    return
         except asyncio.CancelledError:
             pass
         except Exception:

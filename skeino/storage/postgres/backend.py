@@ -43,6 +43,18 @@ async def _fractional_store_ttls(conn: AsyncConnection) -> None:
         await conn.execute("ALTER TABLE store ALTER COLUMN ttl_minutes TYPE DOUBLE PRECISION")
 
 
+# Every CTE runs once, whether read or not, and all see the rows as they were before the
+# statement (so the stream events are found through the runs deleted beside them). The
+# thread's row goes first, as in every other statement that locks a thread and its runs.
+_THREAD_DELETE_TABLES = ("runs", "crons", "thread_ttl", "checkpoints", "checkpoint_writes", "checkpoint_blobs")
+_THREAD_DELETE = (
+    "WITH gone AS (DELETE FROM threads WHERE thread_id = %s RETURNING 1), "
+    + "".join(f"d_{table} AS (DELETE FROM {table} WHERE thread_id = %s), " for table in _THREAD_DELETE_TABLES)
+    + "d_events AS (DELETE FROM stream_events WHERE run_id IN (SELECT run_id FROM runs WHERE thread_id = %s)) "
+    "SELECT COUNT(*) AS gone FROM gone"
+)
+
+
 class PostgresStorage(RunTables, CronTables, CheckpointTables, IdempotencyTables, Pooled):
     """The shared backend for one or many replicas."""
 
@@ -206,13 +218,9 @@ class PostgresStorage(RunTables, CronTables, CheckpointTables, IdempotencyTables
         return rec
 
     async def thread_delete(self, thread_id: str) -> bool:
-        async with self._tx() as conn:
-            gone = await self._exec("DELETE FROM threads WHERE thread_id = %s", (thread_id,), conn)
-            await self._exec("DELETE FROM stream_events WHERE run_id IN (SELECT run_id FROM runs WHERE thread_id = %s)",
-                             (thread_id,), conn)
-            for table in ("runs", "crons", "thread_ttl", "checkpoints", "checkpoint_writes", "checkpoint_blobs"):
-                await self._exec(f"DELETE FROM {table} WHERE thread_id = %s", (thread_id,), conn)
-            return gone > 0
+        # One statement (one round trip, one transaction): every stateless run ends with this.
+        row = await self._one(_THREAD_DELETE, [thread_id] * (len(_THREAD_DELETE_TABLES) + 2))
+        return bool(row and row["gone"])
 
     async def thread_ttl_set(self, thread_id: str, *, strategy: str, ttl_minutes: float,
                              now: float | None = None) -> bool:

@@ -18,29 +18,89 @@ if TYPE_CHECKING:
 
 _SELECT = f"SELECT {cols(RUN_COLS)} FROM runs"
 _INFLIGHT = "status IN ('pending', 'running')"
+# Pending runs, counted up to a bound (a long queue costs no more than a short one): (thread_id, bound).
+_PENDING_ON_THREAD = ("(SELECT COUNT(*) FROM (SELECT 1 FROM runs WHERE thread_id = %s AND status = 'pending' "
+                      "LIMIT %s) q)")
+_PENDING = "(SELECT COUNT(*) FROM (SELECT 1 FROM runs WHERE status = 'pending' LIMIT %s) q)"
+
+
+class _Refused(Exception):
+    """Leave the transaction, rolling back what it wrote: the run is refused."""
 
 
 class RunTables:
     """Runs, created and finished under their thread's row lock."""
 
     async def _lock_thread_for_run(self: "PostgresStorage", conn: AsyncConnection, thread_id: str,
-                                   new_thread: Record | None, access: AccessFilter | None) -> None:
-        """Create the run's thread if asked and take its row lock; LookupError if it is not there."""
-        created = False
+                                   new_thread: Record | None, access: AccessFilter | None, now: str) -> None:
+        """Create the run's thread if asked, or take its row lock, marking it busy; LookupError if it is not there.
+
+        Writing `busy` is what takes the lock (one statement, not a SELECT ... FOR UPDATE and
+        an UPDATE); a caller that then refuses the run rolls it back with the transaction.
+        """
         if new_thread is not None:
-            sql, params = query.insert(DIALECT, "threads", THREAD_COLS, new_thread)
-            created = await self._exec(sql + " ON CONFLICT (thread_id) DO NOTHING", params, conn) > 0
+            sql, params = query.insert(DIALECT, "threads", THREAD_COLS,
+                                       {**new_thread, "status": "busy", "updated_at": now})
+            if await self._exec(sql + " ON CONFLICT (thread_id) DO NOTHING", params, conn):
+                return  # the new row is this transaction's, locked until it commits
         # The thread's row lock orders every run creation and finish on this thread.
         # (Another caller's thread is not there for this one: it is missing too.)
-        where = query.Where(DIALECT).eq("thread_id", thread_id).access(None if created else access)
-        if not await self._one(f"SELECT 1 FROM threads{where.sql} FOR UPDATE", where.params, conn):
+        where = query.Where(DIALECT).eq("thread_id", thread_id).access(access)
+        if not await self._one(f"UPDATE threads SET status = 'busy', updated_at = %s{where.sql} RETURNING 1",
+                               [now, *where.params], conn):
             raise LookupError(thread_id)
+
+    async def _insert_run(self: "PostgresStorage", conn: AsyncConnection, record: Record, reject_if_busy: bool,
+                          limits: QueueLimits | None) -> bool:
+        """Insert the run unless the thread is busy (when asked) or a queue is full (QueueFull); False if busy.
+
+        The checks ride in the INSERT itself: one round trip on the common path. They run
+        after the thread's lock was taken, in a statement of their own, so they see every
+        run committed before it (a check in the locking statement would not).
+        """
+        thread_id = record["thread_id"]
+        conds, params = [], []
+        if reject_if_busy:
+            conds.append(f"NOT EXISTS (SELECT 1 FROM runs WHERE thread_id = %s AND {_INFLIGHT})")
+            params.append(thread_id)
+        if limits is not None and limits.thread is not None:
+            conds.append(_PENDING_ON_THREAD + " < %s")
+            params += [thread_id, limits.thread, limits.thread]
+        if limits is not None and limits.server is not None:
+            conds.append(_PENDING + " < %s")
+            params += [limits.server, limits.server]
+        if not conds:
+            await self._exec(*query.insert(DIALECT, "runs", RUN_COLS, record), conn)
+            return True
+        values = [DIALECT.value(c, record.get(c)) for c in RUN_COLS]
+        if await self._exec(f"INSERT INTO runs ({cols(RUN_COLS)}) SELECT {DIALECT.placeholders(len(RUN_COLS))} "
+                            f"WHERE {' AND '.join(conds)}", [*values, *params], conn):
+            return True
+        # Refused: say why, in the order the contract gives (busy, then the thread's bound, then
+        # the server's).
+        if reject_if_busy and await self._one(
+                f"SELECT 1 FROM runs WHERE thread_id = %s AND {_INFLIGHT} LIMIT 1", (thread_id,), conn):
+            return False
+        if limits is None:
+            return False  # only `busy` could refuse it (a run ended in between)
+        for scope, bound, sql, args in (("thread", limits.thread, _PENDING_ON_THREAD, (thread_id, limits.thread)),
+                                        ("server", limits.server, _PENDING, (limits.server,))):
+            if bound is not None:
+                row = await self._one(f"SELECT {sql} AS n", args, conn)
+                if row is not None and row["n"] >= bound:
+                    raise QueueFull(scope, bound)  # type: ignore[arg-type]
+        # Nothing says so any more (a run ended in between): refuse as the INSERT did.
+        if reject_if_busy:
+            return False
+        if limits.server is not None:
+            raise QueueFull("server", limits.server)
+        raise QueueFull("thread", limits.thread or 0)
 
     async def run_create_superseding(self: "PostgresStorage", record: Record, *, action: str,
                                      new_thread: Record | None = None, access: AccessFilter | None = None,
                                      limits: QueueLimits | None = None) -> tuple[Record, list[Record]]:
         async with self._tx() as conn:
-            await self._lock_thread_for_run(conn, record["thread_id"], new_thread, access)
+            await self._lock_thread_for_run(conn, record["thread_id"], new_thread, access, record["created_at"])
             superseded = await self._all(f"{_SELECT} WHERE thread_id = %s AND {_INFLIGHT} ORDER BY seq",
                                          (record["thread_id"],), conn)
             for run in superseded:
@@ -53,41 +113,20 @@ class RunTables:
                 else:
                     await self._exec("UPDATE runs SET status = 'interrupted', updated_at = %s WHERE run_id = %s",
                                      (now_iso(), run["run_id"]), conn)
-            if limits is not None:
-                await self._check_queue(conn, record["thread_id"], limits)
-            await self._exec(*query.insert(DIALECT, "runs", RUN_COLS, record), conn)
-            await self._exec("UPDATE threads SET status = 'busy', updated_at = %s WHERE thread_id = %s",
-                             (record["created_at"], record["thread_id"]), conn)
+            await self._insert_run(conn, record, False, limits)
         return record, superseded
 
     async def run_create(self: "PostgresStorage", record: Record, *, reject_if_busy: bool,
                          new_thread: Record | None = None, access: AccessFilter | None = None,
                          limits: QueueLimits | None = None) -> Record | None:
-        async with self._tx() as conn:
-            await self._lock_thread_for_run(conn, record["thread_id"], new_thread, access)
-            if reject_if_busy and await self._one(
-                    f"SELECT 1 FROM runs WHERE thread_id = %s AND {_INFLIGHT} LIMIT 1", (record["thread_id"],), conn):
-                return None
-            if limits is not None:
-                await self._check_queue(conn, record["thread_id"], limits)
-            await self._exec(*query.insert(DIALECT, "runs", RUN_COLS, record), conn)
-            await self._exec("UPDATE threads SET status = 'busy', updated_at = %s WHERE thread_id = %s",
-                             (record["created_at"], record["thread_id"]), conn)
+        try:
+            async with self._tx() as conn:
+                await self._lock_thread_for_run(conn, record["thread_id"], new_thread, access, record["created_at"])
+                if not await self._insert_run(conn, record, reject_if_busy, limits):
+                    raise _Refused  # rolls the thread's `busy` back: nothing written
+        except _Refused:
+            return None
         return record
-
-    async def _check_queue(self: "PostgresStorage", conn: AsyncConnection, thread_id: str, limits: QueueLimits) -> None:
-        """Raise QueueFull when the thread or the server holds `limits` pending runs (see run_create)."""
-        if limits.thread is not None:
-            row = await self._one("SELECT COUNT(*) AS n FROM runs WHERE thread_id = %s AND status = 'pending'",
-                                  (thread_id,), conn)
-            if row is not None and row["n"] >= limits.thread:
-                raise QueueFull("thread", limits.thread)
-        if limits.server is not None:
-            # Counting stops at the bound: a long queue costs no more than a short one.
-            row = await self._one("SELECT COUNT(*) AS n FROM (SELECT 1 FROM runs WHERE status = 'pending' LIMIT %s) q",
-                                  (limits.server,), conn)
-            if row is not None and row["n"] >= limits.server:
-                raise QueueFull("server", limits.server)
 
     async def run_transition(self: "PostgresStorage", run_id: str, from_status: str, to_status: str) -> bool:
         return await self._exec("UPDATE runs SET status = %s, updated_at = %s WHERE run_id = %s AND status = %s",
@@ -95,15 +134,18 @@ class RunTables:
 
     async def run_start(self: "PostgresStorage", run_id: str, thread_id: str, thread_metadata: Record) -> bool:
         now = now_iso()
-        async with self._tx() as conn:
-            # Thread row first, then the run: the order run creation takes them in, so the
-            # two never deadlock (an interrupt superseding this very run, say).
-            await self._one("SELECT 1 FROM threads WHERE thread_id = %s FOR UPDATE", (thread_id,), conn)
-            if not await self._exec("UPDATE runs SET status = 'running', updated_at = %s "
-                                    "WHERE run_id = %s AND status = 'pending'", (now, run_id), conn):
-                return False
-            await self._stamp(conn, thread_id, thread_metadata, now)
-            return True
+        try:
+            async with self._tx() as conn:
+                # Thread row first (stamping it takes its lock), then the run: the order run
+                # creation takes them in, so the two never deadlock (an interrupt superseding
+                # this very run, say).
+                await self._stamp(conn, thread_id, thread_metadata, now)
+                if not await self._exec("UPDATE runs SET status = 'running', updated_at = %s "
+                                        "WHERE run_id = %s AND status = 'pending'", (now, run_id), conn):
+                    raise _Refused  # cancelled while pending: the stamp goes back too
+        except _Refused:
+            return False
+        return True
 
     async def _stamp(self: "PostgresStorage", conn: AsyncConnection, thread_id: str, metadata: Record, now: str) -> None:
         # The thread belongs to the graph that runs on it now (state is read through it).
@@ -115,14 +157,17 @@ class RunTables:
         now = now_iso()
         async with self._tx() as conn:
             await self._one("SELECT 1 FROM threads WHERE thread_id = %s FOR UPDATE", (thread_id,), conn)
-            await self._exec("UPDATE runs SET status = %s, updated_at = %s, owner = NULL, lease_until = NULL "
-                             "WHERE run_id = %s", (status, now, run_id), conn)
-            busy = await self._one(f"SELECT 1 FROM runs WHERE thread_id = %s AND {_INFLIGHT} LIMIT 1", (thread_id,), conn)
-            changes = {**thread_changes, "updated_at": now}
-            if busy:
-                changes["status"] = "busy"
-            sets, params = query.assignments(DIALECT, changes)
-            await self._exec(f"UPDATE threads SET {sets} WHERE thread_id = %s", [*params, thread_id], conn)
+            # The run's end and the thread's state in one statement, read once the lock is
+            # held: its snapshot has every run created before. The statement does not see its
+            # own change to the run, so "still busy" looks at the thread's other runs.
+            changes = {k: v for k, v in thread_changes.items() if k != "status"}
+            sets, params = query.assignments(DIALECT, {**changes, "updated_at": now})
+            await self._exec(
+                "WITH ended AS (UPDATE runs SET status = %s, updated_at = %s, owner = NULL, lease_until = NULL "
+                f"WHERE run_id = %s) UPDATE threads SET {sets}, status = CASE WHEN EXISTS (SELECT 1 FROM runs "
+                f"WHERE thread_id = %s AND run_id <> %s AND {_INFLIGHT}) THEN 'busy' ELSE COALESCE(%s, status) END "
+                "WHERE thread_id = %s",
+                [status, now, run_id, *params, thread_id, run_id, thread_changes.get("status"), thread_id], conn)
 
     async def run_get(self: "PostgresStorage", run_id: str, thread_id: str | None = None, *,
                       access: AccessFilter | None = None) -> Record | None:
