@@ -178,8 +178,11 @@ async def test_startup_freezes_the_heap_it_built(tmp_path: Path) -> None:
     settings = dataclasses.replace(Settings.from_env({}), db_path=tmp_path / "skeino.db")
     app = create_app(load_config(config_file, settings))
     gc.unfreeze()
+    thresholds = gc.get_threshold()
     try:
         async with app.router.lifespan_context(app):
             assert gc.get_freeze_count() > 0
+            assert gc.get_threshold()[0] > thresholds[0]
     finally:
         gc.unfreeze()
+        gc.set_threshold(*thresholds)

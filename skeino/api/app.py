@@ -73,6 +73,23 @@ def _audit_refusal(request: Request, exc: AuthRefused) -> None:
                        reason=f"auth handler: {exc.detail}")
 
 
+# Young-generation collections every 10,000 net allocations instead of 700: a run's
+# objects nearly all die by reference counting before a collection sees them, so scanning
+# the survivors 14 times as often found little and cost about 5% of the CPU of a run.
+_GC_YOUNG_THRESHOLD = 10_000
+
+
+def _tune_gc() -> None:
+    """Set the garbage collector up for serving, once everything start-up builds exists."""
+    # Everything built so far (imported libraries, graphs, the app) lives as long as the
+    # process: out of the collector's sight, a full collection scans only what requests
+    # made. It scanned the whole heap every few hundred runs, about a fifth of the server's
+    # CPU under 16 clients.
+    gc.freeze()
+    _, older, oldest = gc.get_threshold()
+    gc.set_threshold(_GC_YOUNG_THRESHOLD, older, oldest)
+
+
 def create_app(config: Config, registry: GraphRegistry | None = None, guard: Guard | None = None) -> FastAPI:
     """Build the app for a loaded config; graphs are imported and the access policy built here unless given."""
     registry = registry or GraphRegistry.load(config)
@@ -88,11 +105,7 @@ def create_app(config: Config, registry: GraphRegistry | None = None, guard: Gua
             async with AsyncExitStack() as stack:
                 for extension in extensions:
                     await stack.enter_async_context(extension)
-                # Everything built so far (imported libraries, graphs, the app) lives as long
-                # as the process: out of the collector's sight, a full collection scans only
-                # what requests made. It scanned the whole heap every few hundred runs, which
-                # was about a fifth of the server's CPU under load.
-                gc.freeze()
+                _tune_gc()
                 yield
         finally:
             await rt.stop()
