@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import importlib
 import importlib.util
 import inspect
@@ -22,6 +23,7 @@ from skeino.config import Config, ConfigError, GraphSpec
 ASSISTANT_NAMESPACE = uuid.UUID("6ba7b821-9dad-11d1-80b4-00c04fd430c8")
 
 
+@functools.lru_cache(maxsize=1024)
 def default_assistant_id(graph_id: str) -> str:
     """The deterministic id of a graph's default assistant."""
     return str(uuid.uuid5(ASSISTANT_NAMESPACE, graph_id))

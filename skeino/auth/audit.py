@@ -25,12 +25,13 @@ class Audit:
 
     def record(self, *, who: str | None, action: str, resource: str, outcome: str, request_id: str | None,
                **extra: Any) -> None:
-        if not self.enabled:
+        level = logging.WARNING if outcome == "denied" else logging.INFO
+        # Built only when it goes somewhere: the default log level drops every INFO event.
+        if not self.enabled or not logger.isEnabledFor(level):
             return
         event = {"time": datetime.now(timezone.utc).isoformat(), "who": who or "anonymous", "action": action,
                  "resource": resource, "outcome": outcome, "request_id": request_id, **extra}
-        logger.warning("%s", json.dumps(event, default=str)) if outcome == "denied" else \
-            logger.info("%s", json.dumps(event, default=str))
+        logger.log(level, "%s", json.dumps(event, default=str))
 
     def close(self) -> None:
         if self._handler is not None:

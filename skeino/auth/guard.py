@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from dataclasses import dataclass
 from urllib.parse import urlsplit
@@ -26,6 +27,12 @@ def is_loopback_name(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
+
+
+@functools.lru_cache(maxsize=256)
+def _loopback_host(host_header: str) -> bool:
+    """Whether a Host header names this machine; asked on every request with the same few values."""
+    return is_loopback_name(hostname(host_header))
 
 
 def hostname(host_header: str) -> str:
@@ -78,8 +85,7 @@ class Guard:
     def host_allowed(self, host_header: str | None) -> bool:
         if not self.loopback_only or host_header is None:
             return True
-        name = hostname(host_header)
-        return is_loopback_name(name) or name in self.allowed_hosts
+        return _loopback_host(host_header) or hostname(host_header) in self.allowed_hosts
 
     def cross_site_refused(self, method: str, origin: str | None, content_type: str | None,
                            host_header: str | None) -> bool:
