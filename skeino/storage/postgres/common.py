@@ -12,6 +12,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from skeino.storage.base import Record
 from skeino.storage.query import Dialect
+from skeino.storage.runkwargs import restored
 
 
 def _dumps(value: Any) -> str:
@@ -46,15 +47,21 @@ class Pooled:
 
     async def _one(self, sql: str, params: Sequence[Any] = (), conn: AsyncConnection | None = None) -> Record | None:
         if conn is not None:
-            return await (await conn.execute(sql, params)).fetchone()  # type: ignore[arg-type,return-value]
-        async with self._pool.connection() as c:
-            return await (await c.execute(sql, params)).fetchone()  # type: ignore[arg-type,return-value]
+            row = await (await conn.execute(sql, params)).fetchone()  # type: ignore[arg-type]
+        else:
+            async with self._pool.connection() as c:
+                row = await (await c.execute(sql, params)).fetchone()  # type: ignore[arg-type]
+        return restored(row) if row is not None and "kwargs" in row else row  # type: ignore[return-value,operator,arg-type]
 
     async def _all(self, sql: str, params: Sequence[Any] = (), conn: AsyncConnection | None = None) -> list[Record]:
         if conn is not None:
-            return await (await conn.execute(sql, params)).fetchall()  # type: ignore[arg-type,return-value]
-        async with self._pool.connection() as c:
-            return await (await c.execute(sql, params)).fetchall()  # type: ignore[arg-type,return-value]
+            rows = await (await conn.execute(sql, params)).fetchall()  # type: ignore[arg-type]
+        else:
+            async with self._pool.connection() as c:
+                rows = await (await c.execute(sql, params)).fetchall()  # type: ignore[arg-type]
+        if rows and "kwargs" in rows[0]:  # run rows: their kwargs whole again (storage/runkwargs.py)
+            return [restored(r) for r in rows]  # type: ignore[arg-type]
+        return rows  # type: ignore[return-value]
 
     async def _exec(self, sql: str, params: Sequence[Any] = (), conn: AsyncConnection | None = None) -> int:
         """Run a statement; how many rows it touched."""

@@ -11,6 +11,7 @@ from skeino.storage import query
 from skeino.storage.access import AccessFilter
 from skeino.storage.base import QueueFull, QueueLimits, Record, now_iso
 from skeino.storage.postgres.common import DIALECT, jsonb
+from skeino.storage.runkwargs import stored, stored_changes
 from skeino.storage.query import RUN_COLS, THREAD_COLS, cols
 
 if TYPE_CHECKING:
@@ -59,6 +60,7 @@ class RunTables:
         run committed before it (a check in the locking statement would not).
         """
         thread_id = record["thread_id"]
+        record = stored(record)  # its kwargs without what the columns say (storage/runkwargs.py)
         conds, params = [], []
         if reject_if_busy:
             conds.append(f"NOT EXISTS (SELECT 1 FROM runs WHERE thread_id = %s AND {_INFLIGHT})")
@@ -184,7 +186,8 @@ class RunTables:
                                "ORDER BY seq DESC LIMIT %s OFFSET %s", [*where.params, limit, offset])
 
     async def run_update(self: "PostgresStorage", run_id: str, changes: Record) -> Record | None:
-        sets, params = query.assignments(DIALECT, {**changes, "updated_at": changes.get("updated_at") or now_iso()})
+        sets, params = query.assignments(DIALECT, {**stored_changes(changes),
+                                                   "updated_at": changes.get("updated_at") or now_iso()})
         return await self._one(f"UPDATE runs SET {sets} WHERE run_id = %s RETURNING {cols(RUN_COLS)}",
                                [*params, run_id])
 

@@ -10,6 +10,7 @@ import orjson
 from skeino.storage.access import AccessFilter
 from skeino.storage.base import Record
 from skeino.storage.query import JSON_COLS, Dialect
+from skeino.storage.runkwargs import restored
 
 if TYPE_CHECKING:
     from skeino.storage.sqlite.backend import SqliteStorage
@@ -26,7 +27,8 @@ def _dec(value: Any) -> Any:
 
 
 def _row(cols: Sequence[str], row: Sequence[Any]) -> Record:
-    return {c: (_dec(v) if c in JSON_COLS else v) for c, v in zip(cols, row)}
+    rec = {c: (_dec(v) if c in JSON_COLS else v) for c, v in zip(cols, row)}
+    return restored(rec) if "kwargs" in rec else rec
 
 
 def _access(col: str, access: AccessFilter) -> tuple[str, list[Any]]:

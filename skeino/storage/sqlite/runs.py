@@ -10,6 +10,7 @@ from skeino.storage import query
 from skeino.storage.access import AccessFilter, matches_json
 from skeino.storage.base import QueueFull, QueueLimits, Record, now_iso
 from skeino.storage.query import JSON_COLS as _JSON_COLS, RUN_COLS as _RUN_COLS
+from skeino.storage.runkwargs import stored, stored_changes
 from skeino.storage.sqlite.common import _enc, _row, _threaded
 
 if TYPE_CHECKING:
@@ -89,9 +90,10 @@ class RunTables:
             raise LookupError(thread_id)  # another caller's thread is not there for this one
 
     def _insert_run(self: "SqliteStorage", conn: sqlite3.Connection, record: Record) -> None:
+        row = stored(record)
         conn.execute(
             f"INSERT INTO runs ({', '.join(_RUN_COLS)}) VALUES ({', '.join('?' * len(_RUN_COLS))})",
-            [(_enc(record.get(c)) if c in _JSON_COLS else record.get(c)) for c in _RUN_COLS],
+            [(_enc(row.get(c)) if c in _JSON_COLS else row.get(c)) for c in _RUN_COLS],
         )
         conn.execute(
             "UPDATE threads SET status = 'busy', updated_at = ? WHERE thread_id = ?",
@@ -166,7 +168,7 @@ class RunTables:
 
     @_threaded
     def run_update(self: "SqliteStorage", run_id: str, changes: Record) -> Record | None:
-        changes = {**changes, "updated_at": changes.get("updated_at") or now_iso()}
+        changes = {**stored_changes(changes), "updated_at": changes.get("updated_at") or now_iso()}
         cols = list(changes)
         cur = self.conn.execute(
             f"UPDATE runs SET {', '.join(f'{c} = ?' for c in cols)} WHERE run_id = ?",
