@@ -85,6 +85,8 @@ def test_request_id_and_security_headers(server: Server) -> None:
     assert resp.headers["referrer-policy"] == "no-referrer"
     assert "frame-ancestors 'none'" in resp.headers["content-security-policy"]
     assert len(httpx.get(f"{server.url}/ok").headers["x-request-id"]) == 32
+    made = {httpx.get(f"{server.url}/ok").headers["x-request-id"] for _ in range(5)}
+    assert len(made) == 5 and all(len(r) == 32 and int(r, 16) >= 0 for r in made)  # new, distinct, hex
 
     studio = httpx.get(f"{server.url}/studio/")
     csp = studio.headers["content-security-policy"]

@@ -48,10 +48,18 @@ class Metrics:
         self.runs_by_status = Gauge("skeino_runs", "Runs in storage, by status (pending is the queue depth).",
                                     ["status"], registry=reg)
         self._run_counts = run_counts
+        # The labelled series of each (method, route, status): looking one up by its labels
+        # on every request cost more than counting.
+        self._request_series: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
 
     def observe_request(self, method: str, route: str, status: int, seconds: float) -> None:
-        self.http_requests.labels(method, route, str(status)).inc()
-        self.http_latency.labels(method, route).observe(seconds)
+        key = (method, route, status)
+        series = self._request_series.get(key)
+        if series is None:
+            series = self._request_series[key] = (self.http_requests.labels(method, route, str(status)),
+                                                  self.http_latency.labels(method, route))
+        series[0].inc()
+        series[1].observe(seconds)
 
     def run_started(self, run_at: float, created_at: str | None) -> None:
         """`run_at` is when a delayed run became due (0 if not delayed), in epoch seconds."""
