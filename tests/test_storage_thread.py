@@ -129,3 +129,28 @@ async def test_a_failed_commit_fails_every_call_of_the_batch(tmp_path: Path) -> 
         assert await db.run(lambda: db.conn.execute("SELECT COUNT(*) FROM parent").fetchone()[0]) == 0  # type: ignore[union-attr]
     finally:
         await db.close()
+
+
+async def test_calls_made_in_one_turn_wake_the_thread_once(tmp_path: Path) -> None:
+    db = StorageThread(str(tmp_path / "t.db"))
+    await db.open()
+    try:
+        real = db._queue
+        puts: list[object] = []
+
+        class Counting:
+            def put(self, item: object) -> None:
+                puts.append(item)
+                real.put(item)
+
+            def __getattr__(self, name: str) -> object:
+                return getattr(real, name)
+
+        db._queue = Counting()  # type: ignore[assignment]
+        results = await asyncio.gather(*(db.run(lambda i=i: i * 2) for i in range(10)))
+        assert results == [i * 2 for i in range(10)]
+        assert len(puts) == 1  # ten calls, one hand-over to the storage thread
+        assert await db.run(lambda: "next turn") == "next turn" and len(puts) == 2
+    finally:
+        db._queue = real
+        await db.close()

@@ -86,8 +86,10 @@ class StorageThread:
     def __init__(self, path: str, api: ModuleType = sqlite3) -> None:
         self.path = path
         self.api = api
-        self._queue: queue.SimpleQueue[tuple[Callable[[], Any], asyncio.Future[Any] | concurrent.futures.Future[Any]] | None]
+        # Items: one call (from another thread), the calls of one event-loop turn, or None to stop.
+        self._queue: queue.SimpleQueue[Any]
         self._queue = queue.SimpleQueue()
+        self._pending: dict[asyncio.AbstractEventLoop, list[tuple[Callable[[], Any], asyncio.Future[Any]]]] = {}
         self._thread: threading.Thread | None = None
         self.conn: sqlite3.Connection | None = None
         # Off while the schema is set up (statements that must not run inside a
@@ -96,12 +98,17 @@ class StorageThread:
 
     def _serve(self) -> None:
         while True:
-            batch = [self._queue.get()]
+            batch: list[Any] = []
+            item = self._queue.get()
             # Take everything already queued: one wake-up of this thread and one of the
             # event loop serve the whole batch instead of one each.
             while True:
+                if isinstance(item, list):
+                    batch.extend(item)
+                else:
+                    batch.append(item)
                 try:
-                    batch.append(self._queue.get_nowait())
+                    item = self._queue.get_nowait()
                 except queue.Empty:
                     break
             done: list[_Outcome] = []
@@ -164,9 +171,20 @@ class StorageThread:
 
     async def run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """Run fn on the storage thread and await its result."""
-        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
-        self._queue.put((functools.partial(fn, *args, **kwargs), future))
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[T] = loop.create_future()
+        pending = self._pending.get(loop)
+        if pending is None:
+            # The calls made in this turn of the event loop go over as one: one wake-up
+            # of the storage thread (a kernel call, and a hand-over of the GIL) per turn
+            # instead of per call.
+            pending = self._pending[loop] = []
+            loop.call_soon(self._hand_over, loop)
+        pending.append((functools.partial(fn, *args, **kwargs), future))
         return await future
+
+    def _hand_over(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._queue.put(self._pending.pop(loop))
 
     def call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """Run fn on the storage thread from another thread, blocking until it is done."""
