@@ -124,12 +124,13 @@ async def _create_and_wait(rt: Runtime, once: Idempotent, request: Request, thre
 
 async def _wait(rt: Runtime, request: Request, run: Record, *, cancel_on_disconnect: bool) -> Any:
     """The run's final values; with `cancel_on_disconnect`, a client that leaves cancels the run."""
+    if not cancel_on_disconnect:
+        return await rt.runs.wait_for(run)  # no task of its own: nothing watches it meanwhile
     waiter = asyncio.ensure_future(rt.runs.wait_for(run))
-    if cancel_on_disconnect:
-        while not waiter.done():
-            await asyncio.wait([waiter], timeout=0.5)
-            if not waiter.done() and await request.is_disconnected():
-                rt.runs.cancel_on_disconnect(run)
+    while not waiter.done():
+        await asyncio.wait([waiter], timeout=0.5)
+        if not waiter.done() and await request.is_disconnected():
+            rt.runs.cancel_on_disconnect(run)
     return await waiter
 
 
