@@ -190,11 +190,17 @@ class RedisBus:
     async def wait(self, run_id: str, ended: Callable[[], Awaitable[bool]]) -> tuple[str, Any] | None:
         """(status, result) once the run's end entry is there; None if it ended without one."""
         key = self._key(run_id)
+        tail = await self._redis.xrevrange(key, count=1)
+        last = tail[0][0].decode() if tail else "0-0"
+        entries = tail
         while True:
-            tail = await self._redis.xrevrange(key, count=1)
-            if tail and b"end" in tail[0][1]:
-                fields = tail[0][1]
-                return fields[b"end"].decode(), orjson.loads(fields[b"r"])
-            last = tail[0][0].decode() if tail else "0-0"
-            if not await self._redis.xread({key: last}, count=1, block=_BLOCK_MS) and await ended():
+            for entry_id, fields in entries:
+                if b"end" in fields:
+                    return fields[b"end"].decode(), orjson.loads(fields[b"r"])
+                last = entry_id.decode()
+            # Everything that arrived since, in one read: a run's events cost a read per
+            # batch, not two per event.
+            reply = await self._redis.xread({key: last}, count=1000, block=_BLOCK_MS)
+            entries = reply[0][1] if reply else []
+            if not entries and await ended():
                 return None
