@@ -107,8 +107,13 @@ async def test_thread_search_marks_the_next_page_as_the_official_server_does(cli
         await client.threads.create(metadata={"mark": mark})
     first = await raw(client, "POST", "/threads/search", json={"metadata": {"mark": mark}, "limit": 2})
     assert first.headers.get("x-pagination-next") == "2" and first.headers.get("x-skeino-cursor")
+    # The official server's "total" is the rows up to the page's end, plus one when more follow.
+    assert first.headers.get("x-pagination-total") == "3"
     last = await raw(client, "POST", "/threads/search", json={"metadata": {"mark": mark}, "limit": 2, "offset": 2})
     assert len(last.json()) == 1 and "x-pagination-next" not in last.headers and "x-skeino-cursor" not in last.headers
+    assert last.headers.get("x-pagination-total") == "3"
+    empty = await raw(client, "POST", "/threads/search", json={"metadata": {"mark": mark}, "limit": 2, "offset": 5})
+    assert empty.json() == [] and empty.headers.get("x-pagination-total") == "5"
 
 
 async def test_a_cursor_that_is_not_one_or_fits_another_sort_is_refused(client: Any) -> None:

@@ -40,11 +40,12 @@ CURSOR = Query(None, max_length=1000, description=(
 
 
 def paged(page: paging.Page, response: Response) -> list[Any]:
-    """The page's rows, marking with X-Pagination-Next (and the cursor header) that another exists.
+    """The page's rows, with X-Pagination-Total, and X-Pagination-Next (and the cursor) when another exists.
 
     The official clients read the next offset from X-Pagination-Next
     (assistants.search(response_format="object")["next"]), as the official server sends it.
     """
+    response.headers["X-Pagination-Total"] = str(page.total)
     if page.next_offset is not None:
         response.headers["X-Pagination-Next"] = str(page.next_offset)
     if page.cursor is not None:

@@ -33,6 +33,9 @@ class Page:
     rows: list[Record]
     next_offset: int | None = None
     cursor: str | None = None
+    # What the official server sends as X-Pagination-Total: not a count of all matches (that
+    # would cost a count per page) but the rows up to this page's end, plus one when more follow.
+    total: int = 0
 
 
 def encode(key: str, order: str, row: Record) -> str | None:
@@ -68,7 +71,7 @@ async def fetch(search: Callable[[int, Position | None], Awaitable[list[Record]]
     rows = await search(limit + 1, after)
     more = len(rows) > limit
     rows = rows[:limit]
-    page = Page(rows)
+    page = Page(rows, total=offset + len(rows) + (1 if more else 0))
     if more:
         page.next_offset = offset + limit
         page.cursor = encode(key, order, rows[-1])
