@@ -185,7 +185,7 @@ def page(d: Dialect, table: str, columns: Sequence[str], where: Where, sort_by: 
         # The first condition alone is one the planners match to the column's index; the
         # row comparison then drops the rows of the boundary value already served.
         cmp = ">" if order == "ASC" else "<"
-        where.add(f"{q(column)} {cmp}= {d.param} AND ({q(column)}, {d.tiebreak}) {cmp} ({d.param}, {d.param})",
+        where = Where(d, [*where.parts], [*where.params]).add(f"{q(column)} {cmp}= {d.param} AND ({q(column)}, {d.tiebreak}) {cmp} ({d.param}, {d.param})",
                   after[0], after[0], after[1])
     sql = (f"SELECT {cols(columns)}, {d.tiebreak} AS {POS} FROM {table}{where.sql} "
            f"ORDER BY {q(column)} {order}, {d.tiebreak} {order} LIMIT {d.param} OFFSET {d.param}")
