@@ -111,8 +111,11 @@ def create_app(config: Config, registry: GraphRegistry | None = None, guard: Gua
             await rt.stop()
             guard.audit.close()
 
+    # Scopes belong to API keys: without keys there is nothing for the dependency to check,
+    # and resolving it cost every request about as much as the body's validation.
+    scoped = [Depends(require_scope)] if guard.keys else []
     app = FastAPI(title="skeino", version=__version__, lifespan=lifespan, default_response_class=JSON,
-                  dependencies=[Depends(require_scope)], responses=ANY_ROUTE)
+                  dependencies=scoped, responses=ANY_ROUTE)
     app.state.runtime = rt
     base_openapi = app.openapi
     app.openapi = lambda: document_ids(base_openapi())  # type: ignore[method-assign]
