@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import signal
 import time
 from pathlib import Path
 from typing import Any, AsyncIterator, Awaitable, Callable, Iterator
@@ -199,6 +200,71 @@ async def test_a_killed_replicas_run_is_failed_by_a_survivor_and_its_thread_free
             await c.http.client.aclose()
         for s in servers.values():
             s.stop()
+
+
+@pytest.mark.parametrize("recovery", ["error", "retry"])
+async def test_a_paused_replica_that_lost_its_lease_comes_back_and_records_nothing(
+        tmp_path: Path, recovery: str) -> None:
+    """SIGSTOP the replica executing a run until a survivor takes it over, then SIGCONT it."""
+    database = pgdb.create_database()  # its own: the survivor must be the other of these two
+    servers = {name: replica(tmp_path, database, f"{name}-{recovery}", SKEINO_RECOVERY=recovery).start()
+               for name in ("p1", "p2")}
+    clients = {name: get_client(url=s.url) for name, s in servers.items()}
+    victim: Server | None = None
+    try:
+        tid = (await clients["p1"].threads.create())["thread_id"]
+        run = await clients["p1"].runs.create(tid, "slow", input={"seconds": 1})
+        owner = await owner_of(database, run["run_id"])
+        name = owner.split("-")[0]
+        victim, survivor = servers[name], clients[other_of(servers, name)]
+        assert victim.proc is not None
+        victim.proc.send_signal(signal.SIGSTOP)
+        expected = "error" if recovery == "error" else "success"
+
+        async def recovered() -> bool:
+            return (await survivor.runs.get(tid, run["run_id"]))["status"] == expected
+
+        await wait_until(recovered, timeout=20 * LEASE, what=f"the survivor to end the run as {expected}")
+        victim.proc.send_signal(signal.SIGCONT)
+        # Back, the paused replica finds the run gone from it (its renewal or its next write is
+        # refused) and says so; by then whatever it would have written is refused.
+        assert victim.log is not None
+        await wait_until(lambda: _logged(victim, "another replica took it over"), timeout=60,
+                         what="the paused replica to notice it lost the run")
+
+        got = await survivor.runs.get(tid, run["run_id"])
+        assert got["status"] == expected
+        thread = await survivor.threads.get(tid)
+        state = await survivor.threads.get_state(tid)
+        if recovery == "error":
+            assert thread["status"] == "error"
+            assert thread["error"]["error"] == "ServerRestart"
+            assert "after" not in (thread["values"] or {}).get("steps", [])
+            assert "after" not in state["values"].get("steps", [])
+        else:
+            # Executed once to the end by the survivor: each step recorded once.
+            assert thread["status"] == "idle"
+            assert thread["values"]["steps"] == ["before", "nap", "after"]
+            assert state["values"]["steps"] == ["before", "nap", "after"]
+        # The thread is free for the next run, on either replica.
+        for c in clients.values():
+            assert await c.runs.wait(tid, "counter", input={"count": 0}) == {"count": 3}
+    finally:
+        if victim is not None and victim.proc is not None and victim.proc.poll() is None:
+            victim.proc.send_signal(signal.SIGCONT)
+        for c in clients.values():
+            await c.http.client.aclose()
+        for s in servers.values():
+            s.stop()
+        pgdb.drop_database(database)
+
+
+async def _logged(server: Server, text: str) -> bool:
+    return server.log is not None and text in server.log.read_text()
+
+
+def other_of(servers: dict[str, Server], name: str) -> str:
+    return next(n for n in servers if n != name)
 
 
 async def test_protocol_v2_streams_a_run_executing_on_the_other_replica(

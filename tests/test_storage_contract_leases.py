@@ -8,9 +8,13 @@ from __future__ import annotations
 
 import asyncio
 import time
+from typing import Any
 
-from skeino.storage.base import Record, Storage
-from test_storage_contract import Backend, backend, new_id, run, storage, thread, ts  # noqa: F401  (fixtures)
+import pytest
+from langgraph.checkpoint.base import empty_checkpoint
+
+from skeino.storage.base import LEASE_FENCE, LeaseLost, Record, Storage
+from test_storage_contract import Backend, _postgres, backend, new_id, run, storage, thread, ts  # noqa: F401
 
 ALL = 100_000
 
@@ -76,8 +80,8 @@ async def test_leases_renew_expire_and_are_taken_over_once(storage: Storage) -> 
     assert not expired(await storage.runs_lease_expired(now=t0 + 40, limit=ALL))
     assert expired(await storage.runs_lease_expired(now=t0 + 60, limit=ALL))
 
-    assert await storage.run_take_over(r["run_id"], "b", 30, now=t0 + 60) is True
-    assert await storage.run_take_over(r["run_id"], "c", 30, now=t0 + 61) is False  # b holds it now
+    assert await storage.run_take_over(r["run_id"], "b", 30, now=t0 + 60) is not None
+    assert await storage.run_take_over(r["run_id"], "c", 30, now=t0 + 61) is None  # b holds it now
     assert not expired(await storage.runs_lease_expired(now=t0 + 61, limit=ALL))
     assert await storage.runs_renew("a", 30, [r["run_id"]], now=t0 + 61) == []  # a lost it
 
@@ -126,3 +130,101 @@ async def test_concurrent_claimers_never_share_a_run_or_a_thread(backend: Backen
     finally:
         for s in replicas:
             await s.close()
+
+
+async def claimed_and_taken_over(storage: Storage) -> tuple[str, Record, int, int]:
+    """A run claimed by replica a, then taken over by b once a's lease ran out: (thread, run, a's epoch, b's)."""
+    tid, (r,) = await made(storage, 1)
+    t0 = time.time()
+    (mine,) = [x for x in await storage.runs_claim("a", 30, ALL, now=t0) if x["run_id"] == r["run_id"]]
+    taken = await storage.run_take_over(r["run_id"], "b", 30, now=t0 + 60)
+    assert taken is not None and taken != mine["lease_epoch"]
+    return tid, r, mine["lease_epoch"], taken
+
+
+async def test_a_replica_that_lost_its_lease_records_nothing(storage: Storage) -> None:
+    tid, r, stale, held = await claimed_and_taken_over(storage)
+    before = await storage.thread_get(tid)
+
+    assert await storage.run_finish(r["run_id"], tid, "success", {"status": "idle", "values": {"n": 1}},
+                                    fence=stale) is False
+    assert await storage.run_update(r["run_id"], {"status": "pending"}, fence=stale) is None
+    assert await storage.run_delete(r["run_id"], fence=stale) is False
+    got = await storage.run_get(r["run_id"])
+    assert got is not None and got["status"] == "running"
+    assert await storage.thread_get(tid) == before  # busy, values untouched
+
+    # The holder's writes go through.
+    assert await storage.run_finish(r["run_id"], tid, "error", {"status": "error"}, fence=held) is True
+    got = await storage.run_get(r["run_id"])
+    assert got is not None and got["status"] == "error"
+    assert (await storage.thread_get(tid))["status"] == "error"  # type: ignore[index]
+    # A finished run is no one's to write any more.
+    assert await storage.run_finish(r["run_id"], tid, "success", {"status": "idle"}, fence=held) is False
+
+
+async def test_the_fence_is_the_lease_epoch_not_the_replica(storage: Storage) -> None:
+    # Retried after a take-over, the run is claimed again by the replica that lost it: the
+    # old execution there still may not write, the new one may.
+    tid, r, stale, held = await claimed_and_taken_over(storage)
+    assert await storage.run_update(r["run_id"], {"status": "pending"}, fence=held) is not None
+    (again,) = [x for x in await storage.runs_claim("a", 30, ALL) if x["run_id"] == r["run_id"]]
+    assert again["lease_epoch"] not in (stale, held)
+    assert await storage.run_delete(r["run_id"], fence=stale) is False
+    assert await storage.run_finish(r["run_id"], tid, "success", {"status": "idle"}, fence=stale) is False
+    assert await storage.run_delete(r["run_id"], fence=again["lease_epoch"]) is True
+    assert await storage.run_get(r["run_id"]) is None
+
+
+async def test_unfenced_writes_are_unchanged(storage: Storage) -> None:
+    # A single process (no shared queue) writes without a fence, whatever the lease columns say.
+    tid, (r,) = await made(storage, 1)
+    assert await storage.run_finish(r["run_id"], tid, "success", {"status": "idle"}) is True
+    got = await storage.run_get(r["run_id"])
+    assert got is not None and got["status"] == "success"
+
+
+@pytest.fixture
+async def postgres(request: pytest.FixtureRequest) -> Any:
+    store = _postgres(request).make()
+    await store.open()
+    yield store
+    await store.close()
+
+
+async def test_checkpoints_of_a_run_whose_lease_was_taken_over_are_refused(postgres: Any) -> None:
+    """Postgres: a replica's checkpointer writes for a leased run only while it holds the lease."""
+    tid, (r,) = await made(postgres, 1)
+    (mine,) = [x for x in await postgres.runs_claim("a", 30, ALL) if x["run_id"] == r["run_id"]]
+    saver = postgres.checkpointer
+    config = {"configurable": {"thread_id": tid, "checkpoint_ns": ""}}
+
+    def checkpoint() -> Any:
+        cp = empty_checkpoint()
+        cp["channel_values"] = {"steps": ["x"]}
+        return cp
+
+    token = LEASE_FENCE.set((r["run_id"], mine["lease_epoch"]))
+    try:
+        written = await saver.aput(config, checkpoint(), {"source": "loop", "step": 0}, {"steps": "1"})
+        await saver.aput_writes(written, [("steps", ["y"])], "task-1")
+        assert await storage_checkpoints(postgres, tid) == 1
+
+        assert await postgres.run_take_over(r["run_id"], "b", 30, now=time.time() + 60) is not None
+        with pytest.raises(LeaseLost):
+            await saver.aput(config, checkpoint(), {"source": "loop", "step": 1}, {"steps": "2"})
+        with pytest.raises(LeaseLost):
+            await saver.aput_writes(written, [("steps", ["z"])], "task-2")
+    finally:
+        LEASE_FENCE.reset(token)
+    assert await storage_checkpoints(postgres, tid) == 1
+    tup = await saver.aget_tuple({"configurable": {"thread_id": tid, "checkpoint_ns": ""}})
+    assert tup is not None and [w[2] for w in tup.pending_writes] == [["y"]]
+    # Without a fence (a state update through the API, say) the saver writes as always.
+    await saver.aput(config, checkpoint(), {"source": "update", "step": 1}, {"steps": "2"})
+    assert await storage_checkpoints(postgres, tid) == 2
+
+
+async def storage_checkpoints(storage: Any, thread_id: str) -> int:
+    row = await storage._one("SELECT COUNT(*) AS n FROM checkpoints WHERE thread_id = %s", (thread_id,))
+    return int(row["n"])

@@ -44,6 +44,9 @@ class RunStream:
     # With replicas: the run's v2 events not yet sent to the others.
     protocol_outbox: list[ProtocolEvent] | None = None
     mirrored: int = 0  # events already sent to the other replicas (see bus.RedisBus)
+    # With replicas: the run's lease (runtime.lease.Lease). Events wait while this replica
+    # cannot trust it, so a replica that lost the run sends the others nothing more.
+    lease: Any = None
     # Called after each append of a resumable run (the broker schedules its group commit).
     on_publish: Callable[[], None] | None = None
     # Resumable runs: how many events are stored. Readers see no further while the run is
@@ -183,14 +186,17 @@ class StreamBroker:
             signal.set()
 
     async def flush(self, stream: RunStream, force: bool = False) -> None:
-        if self.bus is not None and stream.mirrored < len(stream.events):
+        if stream.lease is not None and not stream.lease.trusted():
+            pass  # until the next renewal (or the run's recorded end) says the run is still ours
+        elif self.bus is not None and stream.mirrored < len(stream.events):
             pending = stream.events[stream.mirrored:]
             stream.mirrored += len(pending)
             try:
                 await self.bus.publish(stream.run_id, pending)
             except Exception as exc:  # the run goes on; followers elsewhere miss these events
-                logger.warning("run %s: sending events to other replicas failed: %s", stream.run_id, exc)
-        if self.bus is not None and stream.protocol_outbox:
+                if stream.lease is None or stream.lease.trusted():  # (else the run is no longer ours)
+                    logger.warning("run %s: sending events to other replicas failed: %s", stream.run_id, exc)
+        if self.bus is not None and stream.protocol_outbox and (stream.lease is None or stream.lease.trusted()):
             pending, stream.protocol_outbox[:] = list(stream.protocol_outbox), []
             try:
                 await self.bus.publish_thread(stream.thread_id, pending)
@@ -251,6 +257,15 @@ class StreamBroker:
         await self.end_remote(stream.run_id, status, result)
         loop = asyncio.get_running_loop()
         self._expiry[stream.run_id] = loop.call_later(self._keep_seconds, self.drop, stream.run_id)
+
+    def abandon(self, stream: RunStream) -> None:
+        """End a run's log here only: another replica took the run over and speaks for it.
+
+        Readers here stop (and look the run up again); nothing is stored or sent.
+        """
+        stream.on_publish = None
+        stream.finish("lost", None)
+        self.drop(stream.run_id)
 
     async def end_remote(self, run_id: str, status: str, result: Any) -> None:
         """Tell followers on other replicas the run has ended."""

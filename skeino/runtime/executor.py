@@ -20,9 +20,10 @@ from skeino.auth.user import caller, caller_from_run
 from skeino.graphs import GraphRegistry
 from skeino.runtime.broker import RunStream, StreamBroker
 from skeino.runtime.compat import is_unknown_interrupt
+from skeino.runtime.lease import Lease
 from skeino.runtime.metrics import Metrics
 from skeino.runtime.state import interrupt_dict, thread_interrupts
-from skeino.storage.base import Record, Storage, now_iso
+from skeino.storage.base import LEASE_FENCE, LeaseLost, Record, Storage, now_iso
 from skeino.streaming.modes import EVENTS, StreamMapper
 from skeino.streaming.protocol import FULL_MODES, ProtocolMapper
 
@@ -81,6 +82,15 @@ def run_context(graph: Any, context: Record | None) -> Record:
     return {k: v for k, v in context.items() if k in fields}
 
 
+def _lease_lost(exc: BaseException | None) -> bool:
+    """Whether a failure came from a write the run's lease fence refused."""
+    while exc is not None:
+        if isinstance(exc, LeaseLost):
+            return True
+        exc = exc.__cause__ or exc.__context__
+    return False
+
+
 def error_payload(exc: BaseException) -> dict[str, str]:
     return {"error": type(exc).__name__, "message": str(exc)}
 
@@ -97,8 +107,14 @@ class RunExecutor:
         self._metrics = metrics
         self.on_run_end: list[RunEndHook] = []
 
-    async def execute(self, run: Record, stream: RunStream, cancel_action: Callable[[], str]) -> str:
-        """Run to the end; never raises. Returns the run's final status."""
+    async def execute(self, run: Record, stream: RunStream, cancel_action: Callable[[], str],
+                      lease: Lease | None = None) -> str:
+        """Run to the end; never raises. Returns the run's final status.
+
+        With a `lease` (the shared queue's), every write of the run's outcome is fenced by
+        it; a run whose lease another replica took over stops, records nothing and
+        returns "lost".
+        """
         run_id, thread_id = run["run_id"], run["thread_id"]
         started_at = now_iso()
         kwargs = run["kwargs"]
@@ -111,6 +127,7 @@ class RunExecutor:
             config["configurable"] = {**config["configurable"], "langgraph_auth_user": run_caller.user}
         # The run acts for its own caller, never for whichever request started this worker task.
         caller_token = caller.set(run_caller)
+        fence_token = LEASE_FENCE.set((run_id, lease.epoch) if lease is not None else None)
         graph_id = config["configurable"]["graph_id"]
         modes = kwargs["stream_mode"]
         subgraphs = bool(kwargs.get("subgraphs"))
@@ -134,6 +151,8 @@ class RunExecutor:
         if protocol is not None:
             protocol.start()
         self._broker.run_started(thread_id)
+        if lease is not None:
+            lease.in_graph = True
         try:
             async with asyncio.timeout(self._timeout):
                 graph = await self._registry.get(graph_id, config, ephemeral=bool(kwargs.get("temporary")))
@@ -164,10 +183,15 @@ class RunExecutor:
             stream.publish("error", {"error": "TimeoutError", "message": f"run exceeded its timeout of {self._timeout}s"})
         except Exception as exc:  # the user's graph failed; the run records it, the server stays up
             status, failure = "error", exc
-            logger.info("run %s failed: %s: %s", run_id, type(exc).__name__, exc)
-            stream.publish("error", error_payload(exc))
+            if not _lease_lost(exc):
+                logger.info("run %s failed: %s: %s", run_id, type(exc).__name__, exc)
+                stream.publish("error", error_payload(exc))
+        if lease is not None:
+            lease.in_graph = False
 
         action = cancel_action() if status == "interrupted" else None
+        if lease is not None and (action == "lost" or lease.lost or _lease_lost(failure)):
+            return self._abandon(run, stream, lease, caller_token, fence_token)
         if action == "rollback":
             # Store what is pending now, so it goes with the run's deletion instead of
             # landing after it.
@@ -175,7 +199,9 @@ class RunExecutor:
             await self._broker.flush(stream, force=True)
         try:
             result = await self._finish(run, graph, config, status, action, last_values, interrupts,
-                                        stopped_at_interrupt, failure)
+                                        stopped_at_interrupt, failure, lease)
+        except LeaseLost:
+            return self._abandon(run, stream, lease, caller_token, fence_token)
         except Exception:  # bookkeeping failed; never leave waiters hanging
             logger.exception("finishing run %s failed", run_id)
             result = None
@@ -195,8 +221,20 @@ class RunExecutor:
             self._metrics.run_finished(status, time.perf_counter() - started)
         for hook in self.on_run_end:
             hook(run, status, result, started_at)
+        LEASE_FENCE.reset(fence_token)
         caller.reset(caller_token)
         return status
+
+    def _abandon(self, run: Record, stream: RunStream, lease: Lease | None, caller_token: Any, fence_token: Any) -> str:
+        """Stop a run another replica took over: record and announce nothing (the holder does)."""
+        logger.warning("run %s: another replica took it over (this one stopped renewing its lease in time); "
+                       "stopped here without recording anything", run["run_id"])
+        if lease is not None:
+            lease.lost = True
+        self._broker.abandon(stream)
+        LEASE_FENCE.reset(fence_token)
+        caller.reset(caller_token)
+        return "lost"
 
     async def _source(self, graph: Any, kwargs: Record, config: dict[str, Any], mapper: StreamMapper,
                       subgraphs: bool, full: bool) -> AsyncIterator[tuple[tuple[str, ...], str, Any]]:
@@ -233,12 +271,14 @@ class RunExecutor:
 
     async def _finish(self, run: Record, graph: Any, config: dict[str, Any], status: str, action: str | None,
                       last_values: Any, interrupts: list[Any], stopped_at_interrupt: bool,
-                      failure: BaseException | None) -> Any:
+                      failure: BaseException | None, lease: Lease | None = None) -> Any:
+        """Record the run's end and its thread's state; LeaseLost if the run's lease was taken over."""
         run_id, thread_id = run["run_id"], run["thread_id"]
         now = now_iso()
         thread_changes: Record = {"state_updated_at": now}
-        if action == "rollback":
-            await self._storage.run_delete(run_id)  # with its checkpoints
+        fence = lease.epoch if lease is not None else None
+        if action == "rollback" and not await self._storage.run_delete(run_id, fence=fence) and fence is not None:
+            raise LeaseLost(run_id)  # (with its checkpoints)
         snapshot = None
         needs_state = stopped_at_interrupt or status != "success" or action == "rollback"
         if graph is not None and needs_state:
@@ -269,7 +309,11 @@ class RunExecutor:
             await self._storage.run_finish(run_id, thread_id, status, {**thread_changes, "status": "idle"})
         elif not run["kwargs"].get("temporary"):
             # (A stateless run's thread and run are deleted right after; nothing to record.)
-            await self._storage.run_finish(run_id, thread_id, status, thread_changes)
+            if not await self._storage.run_finish(run_id, thread_id, status, thread_changes, fence=fence) \
+                    and fence is not None:
+                raise LeaseLost(run_id)
+        if lease is not None:
+            lease.settled = True  # recorded: its last events and end go out whatever the lease's age
 
         if failure is not None:
             return {"__error__": error_payload(failure)}

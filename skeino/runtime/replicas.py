@@ -13,12 +13,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 import uuid
 from typing import Any, Awaitable, Callable
 
 from skeino.runtime.broker import StreamBroker
 from skeino.runtime.bus import RedisBus
 from skeino.runtime.executor import RunExecutor
+from skeino.runtime.lease import Lease
 from skeino.runtime.queue import drain
 from skeino.storage.base import Record, Storage
 
@@ -41,18 +43,20 @@ class SharedRunQueue:
         self._lease = lease_seconds
         self.replica_id = replica_id or f"replica-{uuid.uuid4().hex[:12]}"
         self._running: dict[str, asyncio.Task[str]] = {}
+        self._leases: dict[str, Lease] = {}
         self._actions: dict[str, str] = {}
         self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._helpers: set[asyncio.Task[None]] = set()  # trackers and wake-ups, awaited at shutdown
         self._closing = False
-        # Called for each run whose replica died, once this replica holds its lease.
-        self.recover_run: Callable[[Record], Awaitable[str]] = self._no_recovery
+        # Called for each run whose replica died, once this replica holds its lease (with the
+        # lease epoch that fences the recovery's writes).
+        self.recover_run: Callable[[Record, int], Awaitable[str]] = self._no_recovery
         bus.on_wake = self._wake.set
         bus.on_cancel = self._cancel_message
 
     @staticmethod
-    async def _no_recovery(run: Record) -> str:
+    async def _no_recovery(run: Record, fence: int) -> str:
         return "running"
 
     async def start(self) -> None:
@@ -92,20 +96,23 @@ class SharedRunQueue:
             try:
                 while not self._closing and len(self._running) < self._max:
                     room = min(self._max - len(self._running), _CLAIM_BATCH)
+                    sent = time.monotonic()
                     claimed = await self._storage.runs_claim(self.replica_id, self._lease, room)
                     for run in claimed:
-                        self._start(run)
+                        self._start(run, sent)
                     if len(claimed) < room:
                         break
             except Exception:
                 logger.exception("claiming runs failed; retrying")
 
-    def _start(self, run: Record) -> None:
+    def _start(self, run: Record, claimed_at: float) -> None:
         run_id = run["run_id"]
+        lease = self._leases[run_id] = Lease(run_id, run.pop("lease_epoch"), self._lease, claimed_at)
         stream = self._broker.get(run_id) or self._broker.open(run_id, run["thread_id"],
                                                                 bool(run["kwargs"].get("resumable")))
-        task = asyncio.create_task(self._executor.execute(run, stream, lambda: self._actions.get(run_id, "interrupt")),
-                                   name=f"skeino-run-{run_id}")
+        stream.lease = lease
+        task = asyncio.create_task(self._executor.execute(run, stream, lambda: self._actions.get(run_id, "interrupt"),
+                                                          lease), name=f"skeino-run-{run_id}")
         self._running[run_id] = task
         self._spawn(self._track(run_id, task))
 
@@ -121,6 +128,7 @@ class SharedRunQueue:
         await asyncio.wait([task])
         self._running.pop(run_id, None)
         self._actions.pop(run_id, None)
+        self._leases.pop(run_id, None)
         self._wake.set()  # the thread's next run may be claimable now
         if not self._closing:
             await self._announce()
@@ -129,14 +137,26 @@ class SharedRunQueue:
     async def _renew_loop(self) -> None:
         while not self._closing:
             await asyncio.sleep(self._lease / 3)
+            asked = list(self._running)
+            sent = time.monotonic()
             try:
-                held = set(await self._storage.runs_renew(self.replica_id, self._lease, list(self._running)))
+                held = set(await self._storage.runs_renew(self.replica_id, self._lease, asked))
             except Exception:
                 logger.exception("renewing run leases failed")
                 continue
-            for run_id in set(self._running) - held:
-                # Taken over (this replica looked dead): stop it without recording anything.
-                logger.warning("run %s: lease lost to another replica; stopping it here", run_id)
+            for run_id in asked:
+                lease = self._leases.get(run_id)
+                if lease is None or lease.settled:
+                    continue  # ended meanwhile
+                if run_id in held:
+                    lease.renewed(sent)
+                    continue
+                # Taken over (this replica looked dead): stop it; its writes are refused anyway.
+                lease.lost = True
+                task = self._running.get(run_id)
+                if task is not None and lease.in_graph:
+                    self._actions[run_id] = "lost"
+                    task.cancel()
 
     async def _sweep_loop(self) -> None:
         while not self._closing:
@@ -150,11 +170,13 @@ class SharedRunQueue:
         for run in await self._storage.runs_lease_expired():
             if run["run_id"] in self._running:
                 continue
-            if await self._storage.run_take_over(run["run_id"], self.replica_id, self._lease):
+            epoch = await self._storage.run_take_over(run["run_id"], self.replica_id, self._lease)
+            if epoch is not None:
                 logger.warning("run %s: its replica stopped renewing the lease; recovering it", run["run_id"])
-                if await self.recover_run(run) == "pending":
+                outcome = await self.recover_run(run, epoch)
+                if outcome == "pending":
                     await self._bus.reset(run["run_id"])  # its next attempt streams afresh
-                else:
+                elif outcome != "lost":
                     await self._broker.end_remote(run["run_id"], "error", None)
                 self._wake.set()
 

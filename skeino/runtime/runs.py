@@ -482,8 +482,11 @@ class RunService:
         for thread_id in {r["thread_id"] for r in await self._storage.runs_with_status(["pending"])}:
             self._queue.submit(thread_id)
 
-    async def recover_run(self, run: Record) -> str:
-        """Settle one run whose process stopped while executing it; what became of it."""
+    async def recover_run(self, run: Record, fence: int | None = None) -> str:
+        """Settle one run whose process stopped while executing it; what became of it.
+
+        `fence`: the lease epoch this replica took the run over with ("lost" if it lost that too).
+        """
         if run["kwargs"].get("temporary"):
             # A stateless run's checkpoints lived in memory: nothing to resume or keep.
             await self._storage.thread_delete(run["thread_id"])
@@ -494,12 +497,15 @@ class RunService:
             # `exit` durability). A command is dropped instead: a resume value applied
             # again after the run got past its interrupt would answer a later one.
             kwargs = {**run["kwargs"], "command": None, "attempt": run["kwargs"].get("attempt", 1) + 1}
-            await self._storage.run_update(run["run_id"], {"status": "pending", "kwargs": kwargs})
+            if await self._storage.run_update(run["run_id"], {"status": "pending", "kwargs": kwargs},
+                                              fence=fence) is None:
+                return "lost"
             return "pending"
         logger.warning("run %s was running when its server stopped; marking it error", run["run_id"])
-        await self._storage.run_finish(run["run_id"], run["thread_id"], "error", {
+        if not await self._storage.run_finish(run["run_id"], run["thread_id"], "error", {
             "status": "error",
             "error": {"error": "ServerRestart",
                       "message": "the server stopped while this run was executing; it was not resumed"},
-        })
+        }, fence=fence):
+            return "lost"
         return "error"

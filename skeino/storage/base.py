@@ -11,6 +11,7 @@ are filtered by their own metadata, runs by their thread's. None means unrestric
 
 from __future__ import annotations
 
+from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, Literal, Protocol, Sequence
@@ -41,6 +42,20 @@ class QueueFull(Exception):
         super().__init__(f"{scope} queue full ({limit} pending runs)")
         self.scope = scope
         self.limit = limit
+
+
+class LeaseLost(Exception):
+    """A write fenced by a run's lease was refused: another replica has taken the run over."""
+
+    def __init__(self, run_id: str) -> None:
+        super().__init__(f"run {run_id}: lease lost to another replica")
+        self.run_id = run_id
+
+
+# The (run id, lease epoch) of the run the current task executes for a shared queue. The
+# checkpoints such a run writes are fenced by it as well: a backend whose checkpointer
+# honours it raises LeaseLost instead of writing once the run was taken over.
+LEASE_FENCE: ContextVar[tuple[str, int] | None] = ContextVar("skeino_lease_fence", default=None)
 
 
 RUN_INFLIGHT = ("pending", "running")
@@ -157,19 +172,26 @@ class Storage(Protocol):
         """Atomically move a run between statuses; False if it was not in `from_status`."""
     async def run_start(self, run_id: str, thread_id: str, thread_metadata: Record) -> bool:
         """Claim a pending run (now running) and stamp its thread's metadata; False if not pending."""
-    async def run_finish(self, run_id: str, thread_id: str, status: str, thread_changes: Record) -> None:
-        """Record a run's final status and its thread's new state in one transaction.
+    async def run_finish(self, run_id: str, thread_id: str, status: str, thread_changes: Record, *,
+                         fence: int | None = None) -> bool:
+        """Record a run's final status and its thread's new state in one transaction; True if written.
 
-        The thread stays `busy` if other runs of it are still pending or running.
+        The thread stays `busy` if other runs of it are still pending or running. With
+        `fence` (a lease epoch from runs_claim or run_take_over) nothing is written, and
+        False returned, unless the run is still running under that very lease.
         """
     async def run_get(self, run_id: str, thread_id: str | None = None, *,
                       access: AccessFilter | None = None) -> Record | None: ...
     async def run_list(self, thread_id: str, *, limit: int, offset: int, status: str | None,
                        access: AccessFilter | None = None, after: Position | None = None) -> list[Record]:
         """A thread's runs, newest first, after the position `after` when given; rows carry query.POS."""
-    async def run_update(self, run_id: str, changes: Record) -> Record | None: ...
-    async def run_delete(self, run_id: str) -> bool:
-        """Delete the run, its stream log and every checkpoint it wrote, in one transaction; False if absent."""
+    async def run_update(self, run_id: str, changes: Record, *, fence: int | None = None) -> Record | None:
+        """Change a run's columns; None if it is absent (or, with `fence`, not running under that lease)."""
+    async def run_delete(self, run_id: str, *, fence: int | None = None) -> bool:
+        """Delete the run, its stream log and every checkpoint it wrote, in one transaction; False if absent.
+
+        With `fence`, only while the run is running under that lease (see run_finish).
+        """
     async def runs_inflight(self, thread_id: str) -> list[Record]:
         """Pending and running runs of a thread, oldest first."""
     async def run_next_pending(self, thread_id: str) -> Record | None: ...
@@ -186,7 +208,8 @@ class Storage(Protocol):
 
         A run is claimable when it is pending, due (run_at <= now), and its thread has no
         running run and no older pending one. Claimed runs become running, leased to `owner`
-        until now + lease_seconds, with their thread's metadata stamped (graph_id, assistant_id)
+        until now + lease_seconds under a new lease epoch (each record's `lease_epoch`, the
+        fence for the writes of its outcome), with their thread's metadata stamped (graph_id, assistant_id)
         as run_start does. Replicas claiming at once never get the same run, nor two runs of
         one thread.
         """
@@ -197,8 +220,13 @@ class Storage(Protocol):
         """Running runs whose lease ran out (their replica stopped renewing it), oldest first."""
     async def runs_expire_leases(self, owner: str) -> int:
         """End every lease `owner` holds now (a replica restarting under its old id); how many."""
-    async def run_take_over(self, run_id: str, owner: str, lease_seconds: float, *, now: float | None = None) -> bool:
-        """Lease a run whose lease ran out to `owner` (to recover it); False if it is not expired any more."""
+    async def run_take_over(self, run_id: str, owner: str, lease_seconds: float, *,
+                            now: float | None = None) -> int | None:
+        """Lease a run whose lease ran out to `owner` (to recover it): the new lease epoch.
+
+        None if its lease is not expired any more. Every take-over and claim starts a new
+        epoch, so the writes of a replica that lost the run (see run_finish) are refused.
+        """
 
     # crons ------------------------------------------------------------------
     # Timestamps (`next_run_date`, `end_time`) are ISO-8601 UTC strings, so they compare as text.

@@ -12,7 +12,6 @@ import asyncio
 import time
 from typing import Any, Sequence
 
-from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
 from langgraph.store.postgres.aio import AsyncPostgresStore
 from psycopg import AsyncConnection
 from psycopg.rows import dict_row
@@ -24,6 +23,7 @@ from skeino.storage.base import Record, SortOrder, iso_from_epoch, now_iso
 from skeino.storage.postgres.checkpoints import CheckpointTables
 from skeino.storage.postgres.common import DIALECT, Pooled, jsonb
 from skeino.storage.postgres.crons import CronTables
+from skeino.storage.postgres.fenced import FencedPostgresSaver
 from skeino.storage.postgres.idempotency import IdempotencyTables
 from skeino.storage.postgres.migrations import MIGRATION_LOCK, SERVE_ALONE_LOCK, migrate
 from skeino.storage.postgres.runs import RunTables
@@ -55,6 +55,16 @@ _THREAD_DELETE = (
 )
 
 
+# A replica paused (or cut off) inside a transaction keeps its row locks, and the survivor
+# taking its runs over would wait on them: the server ends such a transaction (and the
+# session) after this long. skeino's transactions never wait on their client that long.
+IDLE_IN_TRANSACTION_TIMEOUT = "5s"
+
+
+async def _configure(conn: AsyncConnection) -> None:
+    await conn.execute(f"SET idle_in_transaction_session_timeout = '{IDLE_IN_TRANSACTION_TIMEOUT}'")
+
+
 class PostgresStorage(RunTables, CronTables, CheckpointTables, IdempotencyTables, Pooled):
     """The shared backend for one or many replicas."""
 
@@ -67,17 +77,17 @@ class PostgresStorage(RunTables, CronTables, CheckpointTables, IdempotencyTables
         # LangGraph's savers want autocommit connections without prepared statements;
         # skeino's own groups of statements open explicit transactions on them.
         self._pool = AsyncConnectionPool(
-            url, min_size=2, max_size=max(pool_size, 4), open=False,
+            url, min_size=2, max_size=max(pool_size, 4), open=False, configure=_configure,
             kwargs={"autocommit": True, "prepare_threshold": None, "row_factory": dict_row},
         )
-        self.checkpointer: AsyncPostgresSaver
+        self.checkpointer: FencedPostgresSaver
         self.store: AsyncPostgresStore
         self._alone: AsyncConnection[Any] | None = None
 
     # lifecycle ----------------------------------------------------------------
     async def open(self) -> None:
         await self._pool.open(wait=True, timeout=30)
-        self.checkpointer = AsyncPostgresSaver(self._pool)  # type: ignore[arg-type]
+        self.checkpointer = FencedPostgresSaver(self._pool)  # type: ignore[arg-type]
         ttl = {"sweep_interval_minutes": 1, "refresh_on_read": True, **(self._store_config.get("ttl") or {})}
         self.store = AsyncPostgresStore(self._pool, ttl=ttl, index=self._index)  # type: ignore[arg-type]
         # One connection holds the lock while the others migrate, so replicas starting

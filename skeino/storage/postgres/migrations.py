@@ -12,7 +12,7 @@ SERVE_ALONE_LOCK = MIGRATION_LOCK + 1
 
 # Append new steps; never edit a step that has shipped. Timestamps are ISO-8601 text, as
 # the storage contract hands them over; `seq` orders rows by insertion for stable pages.
-MIGRATIONS: list[str] = [
+MIGRATIONS: list[str | list[str]] = [
     # 1: assistants, threads, runs (with their lease), stream logs, thread TTLs, crons
     """
     CREATE TABLE assistants (
@@ -140,6 +140,23 @@ MIGRATIONS: list[str] = [
     """
     CREATE INDEX runs_thread_seq ON runs (thread_id, seq);
     """,
+    # 5: lease fencing. Each claim or take-over of a run starts a new epoch; the writes of a
+    # run's outcome name the epoch they hold, and skeino_fence (called first in the
+    # transaction of each checkpoint a leased run writes) share-locks the run row, so a
+    # take-over waits for that write or the write fails with SQLSTATE SK409. (A list: the
+    # function body holds semicolons.)
+    [
+        "ALTER TABLE runs ADD COLUMN lease_epoch BIGINT NOT NULL DEFAULT 0",
+        """
+        CREATE FUNCTION skeino_fence(p_run_id TEXT, p_epoch BIGINT) RETURNS VOID LANGUAGE plpgsql AS $$
+        BEGIN
+            PERFORM 1 FROM runs WHERE run_id = p_run_id AND lease_epoch = p_epoch AND status = 'running' FOR SHARE;
+            IF NOT FOUND THEN
+                RAISE EXCEPTION 'run %: lease lost to another replica', p_run_id USING ERRCODE = 'SK409';
+            END IF;
+        END $$
+        """,
+    ],
 ]
 
 
@@ -151,8 +168,9 @@ async def migrate(conn: AsyncConnection) -> int:
     for version, script in enumerate(MIGRATIONS, start=1):
         if version <= current:
             continue
+        statements = script if isinstance(script, list) else script.split(";")
         async with conn.transaction():
-            for statement in filter(None, (s.strip() for s in script.split(";"))):
+            for statement in filter(None, (s.strip() for s in statements)):
                 await conn.execute(statement)  # type: ignore[arg-type]
             await conn.execute("INSERT INTO skeino_migrations (v) VALUES (%s)", (version,))
         current = version

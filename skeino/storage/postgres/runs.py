@@ -29,6 +29,14 @@ class _Refused(Exception):
     """Leave the transaction, rolling back what it wrote: the run is refused."""
 
 
+_HELD = "status = 'running' AND lease_epoch = %s"  # the run is still under the caller's lease
+
+
+def _fenced(fence: int | None) -> tuple[str, list[Any]]:
+    """The WHERE clause (and its parameters) that fences a write of a run's outcome (see Storage.run_finish)."""
+    return ("", []) if fence is None else (f" AND {_HELD}", [fence])
+
+
 class RunTables:
     """Runs, created and finished under their thread's row lock."""
 
@@ -155,21 +163,25 @@ class RunTables:
                          (jsonb(metadata), now, thread_id), conn)
 
     async def run_finish(self: "PostgresStorage", run_id: str, thread_id: str, status: str,
-                         thread_changes: Record) -> None:
+                         thread_changes: Record, *, fence: int | None = None) -> bool:
         now = now_iso()
+        held, held_params = _fenced(fence)
         async with self._tx() as conn:
             await self._one("SELECT 1 FROM threads WHERE thread_id = %s FOR UPDATE", (thread_id,), conn)
             # The run's end and the thread's state in one statement, read once the lock is
             # held: its snapshot has every run created before. The statement does not see its
-            # own change to the run, so "still busy" looks at the thread's other runs.
+            # own change to the run, so "still busy" looks at the thread's other runs. With a
+            # fence the thread changes only if the run's row did (the lease is still held).
             changes = {k: v for k, v in thread_changes.items() if k != "status"}
             sets, params = query.assignments(DIALECT, {**changes, "updated_at": now})
-            await self._exec(
+            written = await self._exec(
                 "WITH ended AS (UPDATE runs SET status = %s, updated_at = %s, owner = NULL, lease_until = NULL "
-                f"WHERE run_id = %s) UPDATE threads SET {sets}, status = CASE WHEN EXISTS (SELECT 1 FROM runs "
-                f"WHERE thread_id = %s AND run_id <> %s AND {_INFLIGHT}) THEN 'busy' ELSE COALESCE(%s, status) END "
-                "WHERE thread_id = %s",
-                [status, now, run_id, *params, thread_id, run_id, thread_changes.get("status"), thread_id], conn)
+                f"WHERE run_id = %s{held} RETURNING 1) UPDATE threads SET {sets}, status = CASE WHEN EXISTS "
+                f"(SELECT 1 FROM runs WHERE thread_id = %s AND run_id <> %s AND {_INFLIGHT}) THEN 'busy' "
+                f"ELSE COALESCE(%s, status) END WHERE thread_id = %s{' AND EXISTS (SELECT 1 FROM ended)' if held else ''}",
+                [status, now, run_id, *held_params, *params, thread_id, run_id, thread_changes.get("status"),
+                 thread_id], conn)
+        return written > 0 or not held
 
     async def run_get(self: "PostgresStorage", run_id: str, thread_id: str | None = None, *,
                       access: AccessFilter | None = None) -> Record | None:
@@ -185,16 +197,21 @@ class RunTables:
         return await self._all(f"SELECT {cols(RUN_COLS)}, seq AS {query.POS} FROM runs{where.sql} "
                                "ORDER BY seq DESC LIMIT %s OFFSET %s", [*where.params, limit, offset])
 
-    async def run_update(self: "PostgresStorage", run_id: str, changes: Record) -> Record | None:
+    async def run_update(self: "PostgresStorage", run_id: str, changes: Record, *,
+                         fence: int | None = None) -> Record | None:
         sets, params = query.assignments(DIALECT, {**stored_changes(changes),
                                                    "updated_at": changes.get("updated_at") or now_iso()})
-        return await self._one(f"UPDATE runs SET {sets} WHERE run_id = %s RETURNING {cols(RUN_COLS)}",
-                               [*params, run_id])
+        held, held_params = _fenced(fence)
+        return await self._one(f"UPDATE runs SET {sets} WHERE run_id = %s{held} RETURNING {cols(RUN_COLS)}",
+                               [*params, run_id, *held_params])
 
-    async def run_delete(self: "PostgresStorage", run_id: str) -> bool:
+    async def run_delete(self: "PostgresStorage", run_id: str, *, fence: int | None = None) -> bool:
+        held, held_params = _fenced(fence)
         async with self._tx() as conn:
-            await self._exec("DELETE FROM stream_events WHERE run_id = %s", (run_id,), conn)
-            deleted = await self._all("DELETE FROM runs WHERE run_id = %s RETURNING thread_id", (run_id,), conn)
+            deleted = await self._all(f"DELETE FROM runs WHERE run_id = %s{held} RETURNING thread_id",
+                                      (run_id, *held_params), conn)
+            if deleted:
+                await self._exec("DELETE FROM stream_events WHERE run_id = %s", (run_id,), conn)
             for row in deleted:
                 await self._delete_run_checkpoints(conn, row["thread_id"], run_id)
             return bool(deleted)
@@ -240,9 +257,10 @@ class RunTables:
                       AND NOT EXISTS (SELECT 1 FROM runs x WHERE x.thread_id = r.thread_id
                                       AND (x.status = 'running' OR (x.status = 'pending' AND x.seq < r.seq)))
                     ORDER BY r.seq LIMIT %s FOR UPDATE SKIP LOCKED)
-                UPDATE runs SET status = 'running', owner = %s, lease_until = %s, updated_at = %s
+                UPDATE runs SET status = 'running', owner = %s, lease_until = %s, updated_at = %s,
+                    lease_epoch = runs.lease_epoch + 1
                 FROM picked WHERE runs.seq = picked.seq AND runs.status = 'pending'
-                RETURNING {cols(RUN_COLS, "runs.")}, runs.seq""",
+                RETURNING {cols(RUN_COLS, "runs.")}, runs.seq, runs.lease_epoch""",
                 (now, limit, owner, now + lease_seconds, stamp), conn)
         # Stamped after the claim commits: taking thread rows while holding run rows would
         # invert the order run creation locks them in, and deadlock with it.
@@ -271,8 +289,10 @@ class RunTables:
         return await self._exec("UPDATE runs SET lease_until = 0 WHERE owner = %s AND status = 'running'", (owner,))
 
     async def run_take_over(self: "PostgresStorage", run_id: str, owner: str, lease_seconds: float, *,
-                            now: float | None = None) -> bool:
+                            now: float | None = None) -> int | None:
         now = time.time() if now is None else now
-        return await self._exec(
-            "UPDATE runs SET owner = %s, lease_until = %s WHERE run_id = %s AND status = 'running' AND lease_until < %s",
-            (owner, now + lease_seconds, run_id, now)) > 0
+        row = await self._one(
+            "UPDATE runs SET owner = %s, lease_until = %s, lease_epoch = lease_epoch + 1 "
+            "WHERE run_id = %s AND status = 'running' AND lease_until < %s RETURNING lease_epoch",
+            (owner, now + lease_seconds, run_id, now))
+        return int(row["lease_epoch"]) if row else None

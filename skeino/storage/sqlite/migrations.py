@@ -133,6 +133,10 @@ MIGRATIONS: list[str] = [
     """
     CREATE INDEX runs_thread_seq ON runs (thread_id, seq);
     """,
+    # 8: lease epochs (see Storage.run_finish's fence), kept for one schema with Postgres
+    """
+    ALTER TABLE runs ADD COLUMN lease_epoch INTEGER NOT NULL DEFAULT 0;
+    """,
 ]
 
 

@@ -24,6 +24,11 @@ _q = query.q
 _RUN_ACCESS = "EXISTS (SELECT 1 FROM threads t WHERE t.thread_id = runs.thread_id AND access_match(t.metadata, ?))"
 
 
+def _fenced(fence: int | None) -> tuple[str, list[Any]]:
+    """The WHERE clause (and its parameters) that fences a write of a run's outcome (see Storage.run_finish)."""
+    return ("", []) if fence is None else (" AND status = 'running' AND lease_epoch = ?", [fence])
+
+
 def _runs_sql(where: str, params: Sequence[Any], access: AccessFilter | None,
               extra: str = "") -> tuple[str, list[Any]]:
     """A select of run rows (and the `extra` columns) matching `where`, narrowed to the runs `access` lets the caller see."""
@@ -125,10 +130,15 @@ class RunTables:
             return True
 
     @_threaded
-    def run_finish(self: "SqliteStorage", run_id: str, thread_id: str, status: str, thread_changes: Record) -> None:
+    def run_finish(self: "SqliteStorage", run_id: str, thread_id: str, status: str, thread_changes: Record, *,
+                   fence: int | None = None) -> bool:
         now = now_iso()
+        held, held_params = _fenced(fence)
         with self._tx() as conn:
-            conn.execute("UPDATE runs SET status = ?, updated_at = ? WHERE run_id = ?", (status, now, run_id))
+            cur = conn.execute(f"UPDATE runs SET status = ?, updated_at = ?, owner = NULL, lease_until = NULL "
+                               f"WHERE run_id = ?{held}", (status, now, run_id, *held_params))
+            if held and not cur.rowcount:
+                return False  # taken over: the replica that holds the run now records its end
             busy = self._one(
                 "SELECT 1 FROM runs WHERE thread_id = ? AND status IN ('pending', 'running') LIMIT 1", (thread_id,)
             ) is not None
@@ -140,6 +150,7 @@ class RunTables:
                 f"UPDATE threads SET {', '.join(f'{_q(c)} = ?' for c in cols)} WHERE thread_id = ?",
                 [*((_enc(changes[c]) if c in _JSON_COLS else changes[c]) for c in cols), thread_id],
             )
+        return True
 
     @_threaded
     def run_get(self: "SqliteStorage", run_id: str, thread_id: str | None = None, *,
@@ -167,25 +178,27 @@ class RunTables:
         return [_row((*_RUN_COLS, query.POS), r) for r in rows]
 
     @_threaded
-    def run_update(self: "SqliteStorage", run_id: str, changes: Record) -> Record | None:
+    def run_update(self: "SqliteStorage", run_id: str, changes: Record, *, fence: int | None = None) -> Record | None:
         changes = {**stored_changes(changes), "updated_at": changes.get("updated_at") or now_iso()}
         cols = list(changes)
+        held, held_params = _fenced(fence)
         cur = self.conn.execute(
-            f"UPDATE runs SET {', '.join(f'{c} = ?' for c in cols)} WHERE run_id = ?",
-            [*((_enc(changes[c]) if c in _JSON_COLS else changes[c]) for c in cols), run_id],
+            f"UPDATE runs SET {', '.join(f'{c} = ?' for c in cols)} WHERE run_id = ?{held}",
+            [*((_enc(changes[c]) if c in _JSON_COLS else changes[c]) for c in cols), run_id, *held_params],
         )
         if cur.rowcount == 0:
             return None
         return self._run_get(run_id)
 
     @_threaded
-    def run_delete(self: "SqliteStorage", run_id: str) -> bool:
+    def run_delete(self: "SqliteStorage", run_id: str, *, fence: int | None = None) -> bool:
         with self._tx() as conn:
-            return self._delete_run(conn, run_id)
+            return self._delete_run(conn, run_id, fence)
 
-    def _delete_run(self: "SqliteStorage", conn: sqlite3.Connection, run_id: str) -> bool:
+    def _delete_run(self: "SqliteStorage", conn: sqlite3.Connection, run_id: str, fence: int | None = None) -> bool:
         """Delete a run, its stream log and its checkpoints inside the caller's transaction."""
-        row = self._one("SELECT thread_id FROM runs WHERE run_id = ?", (run_id,))
+        held, held_params = _fenced(fence)
+        row = self._one(f"SELECT thread_id FROM runs WHERE run_id = ?{held}", (run_id, *held_params))
         if row is None:
             return False
         conn.execute("DELETE FROM runs WHERE run_id = ?", (run_id,))
@@ -244,11 +257,12 @@ class RunTables:
             )
             claimed = [_row(_RUN_COLS, r) for r in rows]
             for run in claimed:
-                conn.execute("UPDATE runs SET status = 'running', owner = ?, lease_until = ?, updated_at = ? "
-                             "WHERE run_id = ?", (owner, now + lease_seconds, stamp, run["run_id"]))
+                epoch = self._one("UPDATE runs SET status = 'running', owner = ?, lease_until = ?, updated_at = ?, "
+                                  "lease_epoch = lease_epoch + 1 WHERE run_id = ? RETURNING lease_epoch",
+                                  (owner, now + lease_seconds, stamp, run["run_id"]))[0]
                 conn.execute("UPDATE threads SET metadata = json_patch(metadata, ?), updated_at = ? WHERE thread_id = ?",
                              (_enc(query.claim_stamp(run)), stamp, run["thread_id"]))
-                run.update(status="running", updated_at=stamp)
+                run.update(status="running", updated_at=stamp, lease_epoch=epoch)
         return claimed
 
     @_threaded
@@ -278,13 +292,15 @@ class RunTables:
                                  (owner,)).rowcount
 
     @_threaded
-    def run_take_over(self: "SqliteStorage", run_id: str, owner: str, lease_seconds: float, *, now: float | None = None) -> bool:
+    def run_take_over(self: "SqliteStorage", run_id: str, owner: str, lease_seconds: float, *,
+                      now: float | None = None) -> int | None:
         now = time.time() if now is None else now
-        cur = self.conn.execute(
-            "UPDATE runs SET owner = ?, lease_until = ? WHERE run_id = ? AND status = 'running' AND lease_until < ?",
+        row = self._one(
+            "UPDATE runs SET owner = ?, lease_until = ?, lease_epoch = lease_epoch + 1 "
+            "WHERE run_id = ? AND status = 'running' AND lease_until < ? RETURNING lease_epoch",
             (owner, now + lease_seconds, run_id, now),
         )
-        return cur.rowcount > 0
+        return int(row[0]) if row else None
 
     # stream logs --------------------------------------------------------------------
     @_threaded

@@ -1,0 +1,78 @@
+"""LangGraph's Postgres checkpointer, fenced by the lease of the run that writes.
+
+A replica that was paused (or cut off) past its lease comes back still executing a run
+that a survivor has taken over and recovered. Its checkpoint writes must not land on top
+of what the survivor recorded: while the task runs under a lease (storage.base.LEASE_FENCE),
+each checkpoint write is one transaction that first calls skeino_fence, which share-locks
+the run row and fails unless the run is still running under that lease epoch. A take-over
+then either waits for the write to commit or makes it fail with LeaseLost. BEGIN and the
+fence go out together, so the fence costs one round trip per checkpoint write.
+"""
+
+from __future__ import annotations
+
+from contextlib import asynccontextmanager
+from contextvars import ContextVar
+from typing import Any, AsyncIterator
+
+import psycopg
+from langgraph.checkpoint.postgres import _ainternal
+from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
+from psycopg import AsyncCursor
+from psycopg.rows import DictRow, dict_row
+
+from skeino.storage.base import LEASE_FENCE, LeaseLost
+
+FENCE_SQLSTATE = "SK409"  # raised by skeino_fence (migration 5)
+
+# Set around the saver's writes only: reads need no fence.
+_WRITING: ContextVar[bool] = ContextVar("skeino_checkpoint_write", default=False)
+
+
+class FencedPostgresSaver(AsyncPostgresSaver):
+    """AsyncPostgresSaver whose writes for a leased run commit only while the lease is held."""
+
+    async def aput(self, *args: Any, **kwargs: Any) -> Any:
+        token = _WRITING.set(True)
+        try:
+            return await super().aput(*args, **kwargs)
+        finally:
+            _WRITING.reset(token)
+
+    async def aput_writes(self, *args: Any, **kwargs: Any) -> None:
+        token = _WRITING.set(True)
+        try:
+            await super().aput_writes(*args, **kwargs)
+        finally:
+            _WRITING.reset(token)
+
+    @asynccontextmanager
+    async def _cursor(self, *, pipeline: bool = False) -> AsyncIterator[AsyncCursor[DictRow]]:
+        fence = LEASE_FENCE.get()
+        if fence is None or not _WRITING.get():
+            async with super()._cursor(pipeline=pipeline) as cur:
+                yield cur
+            return
+        # A pool connection of its own (no need for the saver's lock, which guards one shared
+        # connection): BEGIN and the fence go out together, then the saver's statements and
+        # COMMIT, in one transaction the fence's share lock spans.
+        async with _ainternal.get_connection(self.conn) as conn:
+            async with conn.pipeline() as pipe, conn.transaction(), \
+                    conn.cursor(binary=True, row_factory=dict_row) as cur:
+                await cur.execute("SELECT skeino_fence(%s, %s)", fence)
+                try:
+                    await pipe.sync()  # the fence's answer before any write is sent
+                except psycopg.Error as exc:
+                    if _fence_failed(exc):
+                        raise LeaseLost(fence[0]) from None
+                    raise
+                yield cur
+
+
+def _fence_failed(exc: BaseException | None) -> bool:
+    """Whether a pipeline's error (or the one it was aborted by) is skeino_fence's refusal."""
+    while exc is not None:
+        if isinstance(exc, psycopg.Error) and exc.sqlstate == FENCE_SQLSTATE:
+            return True
+        exc = exc.__cause__ or exc.__context__
+    return False
