@@ -206,3 +206,25 @@ async def test_a_threads_run_list_is_read_in_order_off_an_index(storage: Storage
     for sql, params in statements:
         plan = await explain(storage, backend.name, sql, params)
         assert "runs_thread_seq" in plan and not re.search(r"TEMP B-TREE|Sort", plan), plan
+
+
+@pytest.mark.parametrize("key", query.INDEXED_METADATA_KEYS)
+async def test_postgres_estimates_how_many_threads_an_indexed_key_matches(storage: Storage, backend: Any,
+                                                                          key: str) -> None:
+    """The planner must know that the key's values are strings (the type check the filter adds).
+
+    Guessing that one row in 200 passes, it took the key's matches for a handful and read and
+    sorted all of them for each page, instead of reading the newest ones off an index."""
+    if backend.name != "postgres":
+        pytest.skip("SQLite's planner does not weigh the type check")
+    tag = new_id()
+    for i in range(200):
+        assert await storage.thread_create(thread(metadata={key: f"v{i % 2}.{tag}"}, created_at=ts(i)))
+    d = __import__("skeino.storage.postgres.common", fromlist=["DIALECT"]).DIALECT
+    where = query.thread_where(d, ids=None, metadata={key: f"v0.{tag}"}, values=None, status=None)
+    async with storage._pool.connection() as conn:  # type: ignore[attr-defined]
+        await conn.execute("ANALYZE threads")
+        rows = await (await conn.execute(f"EXPLAIN (FORMAT JSON) SELECT 1 FROM threads{where.sql}",
+                                         where.params)).fetchall()
+    estimate = next(iter(rows[0].values()))[0]["Plan"]["Plan Rows"]
+    assert estimate >= 25, f"the planner expects {estimate} of 100 matching threads"

@@ -157,6 +157,22 @@ MIGRATIONS: list[str | list[str]] = [
         END $$
         """,
     ],
+    # 6: statistics on the JSON type of each indexed metadata key. A search by those keys also
+    # checks that the value is a JSON string; without statistics the planner guessed that one
+    # row in 200 passes, took the keys' indexes for nearly empty and read and sorted every
+    # thread of a graph for each page (5-15 ms instead of 0.2 at 10,000 threads).
+    # Statistics on expressions need Postgres 14; older servers keep the guess.
+    [
+        """
+        DO $$ BEGIN
+            IF current_setting('server_version_num')::int >= 140000 THEN
+                CREATE STATISTICS threads_metadata_types ON (jsonb_typeof(metadata -> 'graph_id')),
+                    (jsonb_typeof(metadata -> 'assistant_id')), (jsonb_typeof(metadata -> 'owner')) FROM threads;
+            END IF;
+        END $$
+        """,
+        "ANALYZE threads",
+    ],
 ]
 
 
