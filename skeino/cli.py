@@ -207,9 +207,9 @@ def _check_workers(args: argparse.Namespace, config: Config) -> None:
     workers = getattr(args, "workers", 1)
     if workers < 1:
         raise ConfigError(f"--workers must be at least 1, not {workers}")
-    if workers > 1 and not (config.settings.database_url and config.settings.redis_url):
-        raise ConfigError("--workers N starts N replicas, which need a shared database and Redis: "
-                          "set SKEINO_DATABASE_URL (postgresql://...) and SKEINO_REDIS_URL")
+    if workers > 1 and not config.settings.database_url:
+        raise ConfigError("--workers N starts N replicas, which need a shared database: "
+                          "set SKEINO_DATABASE_URL (postgresql://...)")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,9 +1,10 @@
-"""Several `skeino serve` processes on one Postgres and one Redis, driven with the official SDK.
+"""Several `skeino serve` processes on one Postgres, with Redis or Postgres alone as their bus, driven
+with the official SDK.
 
 Any replica accepts a run and any may execute it; the test reads which one holds the run's
 lease from the database, then talks to the other: it streams, joins, resumes and cancels
-a run executing elsewhere. Skipped unless SKEINO_TEST_DATABASE_URL and SKEINO_TEST_REDIS_URL
-are both set.
+a run executing elsewhere. Every scenario runs once per bus: Redis (skipped unless
+SKEINO_TEST_REDIS_URL is set) and Postgres LISTEN/NOTIFY (skipped unless SKEINO_TEST_DATABASE_URL is).
 """
 
 from __future__ import annotations
@@ -24,29 +25,36 @@ from langgraph_sdk.errors import ConflictError
 import pgdb
 from serverproc import Server
 
-pytestmark = pytest.mark.skipif(pgdb.BASE_URL is None or pgdb.REDIS_URL is None,
-                                reason="SKEINO_TEST_DATABASE_URL and SKEINO_TEST_REDIS_URL are not both set")
+pytestmark = pytest.mark.skipif(pgdb.BASE_URL is None, reason="SKEINO_TEST_DATABASE_URL is not set")
 
 LEASE = 2.0  # seconds; a dead replica's runs are recovered within LEASE + LEASE / 3
 
 
-def replica(tmp: Path, url: str, name: str, **env: str) -> Server:
+def replica(tmp: Path, url: str, name: str, bus: str, **env: str) -> Server:
+    """A replica on database `url` whose bus is "redis" or "postgres" (no Redis configured)."""
     return Server(db=tmp / f"{name}.db", extra_args=["--database-url", url],
-                  env={"SKEINO_REDIS_URL": pgdb.REDIS_URL or "", "SKEINO_REPLICA_ID": name,
+                  env={"SKEINO_REDIS_URL": (pgdb.REDIS_URL or "") if bus == "redis" else "", "SKEINO_REPLICA_ID": name,
                        "SKEINO_RUN_LEASE_SECONDS": str(LEASE), **env})
 
 
+@pytest.fixture(scope="module", params=["redis", "postgres"])
+def bus(request: pytest.FixtureRequest) -> str:
+    if request.param == "redis" and pgdb.REDIS_URL is None:
+        pytest.skip("SKEINO_TEST_REDIS_URL is not set")
+    return request.param
+
+
 @pytest.fixture(scope="module")
-def database() -> Iterator[str]:
+def database(bus: str) -> Iterator[str]:
     url = pgdb.create_database()
     yield url
     pgdb.drop_database(url)
 
 
 @pytest.fixture(scope="module")
-def pair(database: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Server]]:
+def pair(database: str, bus: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Server]]:
     tmp = tmp_path_factory.mktemp("replicas")
-    servers = {name: replica(tmp, database, name) for name in ("a", "b")}
+    servers = {name: replica(tmp, database, name, bus) for name in ("a", "b")}
     try:
         for server in servers.values():
             server.start()
@@ -172,8 +180,9 @@ async def test_enqueued_runs_execute_in_submission_order_across_replicas(clients
 
 
 async def test_a_killed_replicas_run_is_failed_by_a_survivor_and_its_thread_freed(
-        database: str, tmp_path: Path) -> None:
-    servers = {name: replica(tmp_path, database, name).start() for name in ("k1", "k2")}
+        bus: str, tmp_path: Path) -> None:
+    database = pgdb.create_database()  # its own: the run must go to one of these two
+    servers = {name: replica(tmp_path, database, name, bus).start() for name in ("k1", "k2")}
     clients = {name: get_client(url=s.url) for name, s in servers.items()}
     try:
         tid = (await clients["k1"].threads.create())["thread_id"]
@@ -200,14 +209,15 @@ async def test_a_killed_replicas_run_is_failed_by_a_survivor_and_its_thread_free
             await c.http.client.aclose()
         for s in servers.values():
             s.stop()
+        pgdb.drop_database(database)
 
 
 @pytest.mark.parametrize("recovery", ["error", "retry"])
 async def test_a_paused_replica_that_lost_its_lease_comes_back_and_records_nothing(
-        tmp_path: Path, recovery: str) -> None:
+        tmp_path: Path, bus: str, recovery: str) -> None:
     """SIGSTOP the replica executing a run until a survivor takes it over, then SIGCONT it."""
     database = pgdb.create_database()  # its own: the survivor must be the other of these two
-    servers = {name: replica(tmp_path, database, f"{name}-{recovery}", SKEINO_RECOVERY=recovery).start()
+    servers = {name: replica(tmp_path, database, f"{name}-{recovery}", bus, SKEINO_RECOVERY=recovery).start()
                for name in ("p1", "p2")}
     clients = {name: get_client(url=s.url) for name, s in servers.items()}
     victim: Server | None = None
@@ -298,9 +308,9 @@ async def test_protocol_v2_streams_a_run_executing_on_the_other_replica(
         assert rest == wanted[2:]
 
 
-async def test_serve_workers_are_replicas_of_one_database(database: str, tmp_path: Path) -> None:
+async def test_serve_workers_are_replicas_of_one_database(database: str, bus: str, tmp_path: Path) -> None:
     # One run at a time per process: two slow runs at once need both workers.
-    server = replica(tmp_path, database, "w", SKEINO_MAX_CONCURRENT_RUNS="1")
+    server = replica(tmp_path, database, "w", bus, SKEINO_MAX_CONCURRENT_RUNS="1")
     server.extra_args += ["--workers", "2"]
     server.env.pop("SKEINO_REPLICA_ID")
     server.start(timeout=120)  # two processes importing every graph
@@ -318,11 +328,11 @@ async def test_serve_workers_are_replicas_of_one_database(database: str, tmp_pat
         server.stop()
 
 
-def test_replicas_starting_together_on_a_new_database_both_come_up(tmp_path: Path) -> None:
+def test_replicas_starting_together_on_a_new_database_both_come_up(tmp_path: Path, bus: str) -> None:
     # Both workers migrate a database no one has set up yet, at the same moment: the one
     # waiting for the migration lock must not hold the other's CREATE INDEX CONCURRENTLY.
     fresh = pgdb.create_database()
-    server = replica(tmp_path, fresh, "w")
+    server = replica(tmp_path, fresh, "w", bus)
     server.extra_args += ["--workers", "2"]
     server.env.pop("SKEINO_REPLICA_ID")
     try:
@@ -333,7 +343,8 @@ def test_replicas_starting_together_on_a_new_database_both_come_up(tmp_path: Pat
         pgdb.drop_database(fresh)
 
 
-def test_workers_without_redis_are_refused_by_name(database: str, tmp_path: Path) -> None:
-    server = Server(db=tmp_path / "x.db", extra_args=["--database-url", database, "--workers", "2"])
-    with pytest.raises(RuntimeError, match="SKEINO_REDIS_URL"):
+def test_workers_without_a_shared_database_are_refused_by_name(tmp_path: Path) -> None:
+    # (An empty --database-url also keeps the suite's Postgres mode from naming one.)
+    server = Server(db=tmp_path / "x.db", extra_args=["--workers", "2", "--database-url", ""])
+    with pytest.raises(RuntimeError, match="SKEINO_DATABASE_URL"):
         server.start()

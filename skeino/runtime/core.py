@@ -13,6 +13,7 @@ from skeino.graphs import GraphRegistry
 from skeino.runtime.assistants import AssistantService
 from skeino.runtime.broker import StreamBroker
 from skeino.runtime.bus import RedisBus, namespace
+from skeino.runtime.pgbus import PostgresBus
 from skeino.runtime.crons import Clock, CronScheduler, CronService
 from skeino.runtime.executor import RunExecutor
 from skeino.runtime.idempotency import Idempotency
@@ -71,10 +72,13 @@ class Runtime:
         self.drained = asyncio.Event()  # set once no run executes any more (streams that follow threads end)
         self.store: StoreService  # bound to the storage's store once it is open
 
-    def _bus(self) -> RedisBus | None:
-        """Redis between replicas when SKEINO_REDIS_URL is set (which needs a shared database)."""
+    def _bus(self) -> RedisBus | PostgresBus | None:
+        """What replicas share live events and cancels through: Redis when SKEINO_REDIS_URL is set,
+        else Postgres itself (LISTEN/NOTIFY); None on SQLite, which one process serves alone."""
         settings = self.settings
         if not settings.redis_url:
+            if settings.database_url:
+                return PostgresBus(self.storage, settings.stream_keep_seconds)
             return None
         if not settings.database_url:
             raise ConfigError("SKEINO_REDIS_URL connects replicas sharing one database: "
@@ -105,11 +109,6 @@ class Runtime:
         await self.storage.open()
         if self.bus is not None:
             await self.bus.start()
-        elif not await self.storage.serve_alone():
-            # Without Redis, live events and cancels stay inside one process: a second
-            # replica would accept runs whose events its clients could never see.
-            raise ConfigError("another skeino server is already serving this database; several replicas "
-                              "need SKEINO_REDIS_URL for live events and cancellation (see docs/deployment.md)")
         self.registry.bind(self.storage.checkpointer, self.storage.store)
         self.store = StoreService(self.storage.store, self.authz, indexed=bool(self.config.store.get("index")))
         await self.assistants.ensure_defaults()

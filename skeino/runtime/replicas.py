@@ -19,6 +19,7 @@ from typing import Any, Awaitable, Callable
 
 from skeino.runtime.broker import StreamBroker
 from skeino.runtime.bus import RedisBus
+from skeino.runtime.pgbus import PostgresBus
 from skeino.runtime.executor import RunExecutor
 from skeino.runtime.lease import Lease
 from skeino.runtime.queue import drain
@@ -33,7 +34,7 @@ _CLAIM_BATCH = 32
 class SharedRunQueue:
     """The RunQueue interface (submit, request_cancel, cancel_running, shutdown) over leases."""
 
-    def __init__(self, storage: Storage, executor: RunExecutor, broker: StreamBroker, bus: RedisBus,
+    def __init__(self, storage: Storage, executor: RunExecutor, broker: StreamBroker, bus: RedisBus | PostgresBus,
                  max_concurrent: int, lease_seconds: float, replica_id: str | None) -> None:
         self._storage = storage
         self._executor = executor

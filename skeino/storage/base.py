@@ -89,8 +89,6 @@ class Storage(Protocol):
 
     async def open(self) -> None: ...
     async def close(self) -> None: ...
-    async def serve_alone(self) -> bool:
-        """Become the only server of this database until close; False if another already is."""
 
     # assistants -------------------------------------------------------------
     async def assistant_create(self, record: Record) -> Record | None:

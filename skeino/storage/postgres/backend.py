@@ -20,12 +20,13 @@ from psycopg_pool import AsyncConnectionPool
 from skeino.storage import query
 from skeino.storage.access import AccessFilter
 from skeino.storage.base import Record, SortOrder, iso_from_epoch, now_iso
+from skeino.storage.postgres.bus import BusTables
 from skeino.storage.postgres.checkpoints import CheckpointTables
 from skeino.storage.postgres.common import DIALECT, Pooled, jsonb
 from skeino.storage.postgres.crons import CronTables
 from skeino.storage.postgres.fenced import FencedPostgresSaver
 from skeino.storage.postgres.idempotency import IdempotencyTables
-from skeino.storage.postgres.migrations import MIGRATION_LOCK, SERVE_ALONE_LOCK, migrate
+from skeino.storage.postgres.migrations import MIGRATION_LOCK, migrate
 from skeino.storage.postgres.runs import RunTables
 from skeino.storage.query import ASSISTANT_COLS, THREAD_COLS, VERSION_COLS, cols
 
@@ -65,7 +66,7 @@ async def _configure(conn: AsyncConnection) -> None:
     await conn.execute(f"SET idle_in_transaction_session_timeout = '{IDLE_IN_TRANSACTION_TIMEOUT}'")
 
 
-class PostgresStorage(RunTables, CronTables, CheckpointTables, IdempotencyTables, Pooled):
+class PostgresStorage(BusTables, RunTables, CronTables, CheckpointTables, IdempotencyTables, Pooled):
     """The shared backend for one or many replicas."""
 
     def __init__(self, url: str, *, store_config: dict[str, Any] | None = None,
@@ -82,7 +83,6 @@ class PostgresStorage(RunTables, CronTables, CheckpointTables, IdempotencyTables
         )
         self.checkpointer: FencedPostgresSaver
         self.store: AsyncPostgresStore
-        self._alone: AsyncConnection[Any] | None = None
 
     # lifecycle ----------------------------------------------------------------
     async def open(self) -> None:
@@ -103,19 +103,9 @@ class PostgresStorage(RunTables, CronTables, CheckpointTables, IdempotencyTables
                 await conn.execute("SELECT pg_advisory_unlock(%s)", (MIGRATION_LOCK,))
         await self.store.start_ttl_sweeper()
 
-    async def serve_alone(self) -> bool:
-        # A session lock on a connection of its own: it goes with the connection, so a
-        # killed server frees it at once (the kernel closes its socket).
-        self._alone = await AsyncConnection.connect(self.url, autocommit=True)
-        row = await (await self._alone.execute("SELECT pg_try_advisory_lock(%s)", (SERVE_ALONE_LOCK,))).fetchone()
-        return bool(row and row[0])
-
     async def close(self) -> None:
         if getattr(self, "store", None) is not None:
             await self.store.stop_ttl_sweeper(timeout=5)
-        if self._alone is not None:
-            await self._alone.close()
-            self._alone = None
         await self._pool.close()
 
     # assistants ---------------------------------------------------------------

@@ -7,8 +7,6 @@ from psycopg import AsyncConnection
 # Any fixed number: every replica takes this lock around start-up migrations, so replicas
 # starting together apply each step once (LangGraph's savers migrate inside the same lock).
 MIGRATION_LOCK = 0x736B65696E6F  # "skeino"
-# Held for its lifetime by a server that has no Redis to share live events with others.
-SERVE_ALONE_LOCK = MIGRATION_LOCK + 1
 
 # Append new steps; never edit a step that has shipped. Timestamps are ISO-8601 text, as
 # the storage contract hands them over; `seq` orders rows by insertion for stable pages.
@@ -173,6 +171,43 @@ MIGRATIONS: list[str | list[str]] = [
         """,
         "ANALYZE threads",
     ],
+    # 7: the bus between replicas without Redis (see skeino.storage.postgres.bus): run events
+    # and ends, cancel signals, thread (protocol v2) events; times in seconds since the epoch
+    """
+    CREATE TABLE bus_events (
+        run_id TEXT NOT NULL,
+        seq INTEGER NOT NULL,
+        event TEXT NOT NULL,
+        data BYTEA NOT NULL,
+        created_at DOUBLE PRECISION NOT NULL,
+        PRIMARY KEY (run_id, seq)
+    );
+    CREATE INDEX bus_events_created ON bus_events (created_at);
+    CREATE TABLE bus_ends (
+        run_id TEXT PRIMARY KEY,
+        status TEXT NOT NULL,
+        result BYTEA NOT NULL,
+        ended_at DOUBLE PRECISION NOT NULL
+    );
+    CREATE INDEX bus_ends_ended ON bus_ends (ended_at);
+    CREATE TABLE bus_cancels (
+        run_id TEXT PRIMARY KEY,
+        action TEXT NOT NULL,
+        created_at DOUBLE PRECISION NOT NULL
+    );
+    CREATE TABLE bus_thread_events (
+        id BIGSERIAL PRIMARY KEY,
+        thread_id TEXT NOT NULL,
+        seq BIGINT NOT NULL,
+        run_id TEXT NOT NULL,
+        method TEXT NOT NULL,
+        namespace JSONB NOT NULL,
+        frame BYTEA NOT NULL,
+        created_at DOUBLE PRECISION NOT NULL
+    );
+    CREATE INDEX bus_thread_events_thread ON bus_thread_events (thread_id, id);
+    CREATE INDEX bus_thread_events_created ON bus_thread_events (created_at);
+    """,
 ]
 
 

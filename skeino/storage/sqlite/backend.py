@@ -71,10 +71,6 @@ class SqliteStorage(AssistantTables, ThreadTables, RunTables, CheckpointTables, 
         await self.store.setup()
         await self.store.start_ttl_sweeper()
 
-    async def serve_alone(self) -> bool:
-        # One process per file is the SQLite deployment (docs/deployment.md); nothing to take.
-        return True
-
     async def store_sweep_expired(self) -> int:
         return await self.store.sweep_ttl()
 
