@@ -8,6 +8,7 @@ from fastapi import Header, Query, Request
 from fastapi.responses import JSONResponse, Response
 
 from skeino import serde
+from skeino.api.inputs import direct_dependency
 from skeino.runtime import paging
 from skeino.runtime.core import Runtime
 from skeino.runtime.idempotency import check_key, fingerprint
@@ -27,6 +28,11 @@ class JSON(JSONResponse):
         return serde.dumps(content)
 
 
+def _runtime_of(request: Request) -> Runtime:
+    return request.app.state.runtime
+
+
+@direct_dependency(_runtime_of)
 async def runtime(request: Request) -> Runtime:
     # async: FastAPI would run a plain function dependency in its thread pool per request.
     return request.app.state.runtime
@@ -74,6 +80,7 @@ class Idempotent:
                                          create)
 
 
+@direct_dependency(lambda request: Idempotent(request, request.headers.get("idempotency-key")))
 async def idempotent(request: Request, idempotency_key: str | None = Header(
         None, alias="Idempotency-Key",
         description="Retrying with the same key and body answers the first request's object; "
