@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+import uuid
 from typing import Any, AsyncIterator, Awaitable, Callable
 
 import orjson
@@ -35,6 +36,7 @@ class PostgresBus:
     def __init__(self, storage: Any, keep_seconds: float) -> None:
         self._storage = storage
         self._keep = max(float(keep_seconds), 1.0)
+        self._id = uuid.uuid4().hex[:12]  # signs this replica's wake-ups, so it skips its own
         self._tasks: list[asyncio.Task[None]] = []
         # Followers waiting for news of a key ("run <id>", "thread <id>"): set on notification.
         self._waiters: dict[str, asyncio.Future[None]] = {}
@@ -66,9 +68,16 @@ class PostgresBus:
     def _dispatch(self, message: str) -> None:
         kind, _, rest = message.partition(" ")
         if kind == "wake":
+            if rest == self._id:
+                return  # this replica's own: it woke its queue itself before saying so
             self.on_wake()
-            for key in list(self._waiters):  # after a reconnect: whatever was missed, read again
-                self._notify(key)
+            if not rest:
+                # Unsigned: the listener (re)connected and whatever was said meanwhile may be
+                # missed, so every follower reads again. A replica's wake-up says only that runs
+                # may be waiting; followers reading on each one made every run's start and end
+                # cost a read per follower.
+                for key in list(self._waiters):
+                    self._notify(key)
         elif kind == "cancel":
             run_id, _, action = rest.partition(" ")
             self.on_cancel(run_id, action)
@@ -98,7 +107,7 @@ class PostgresBus:
 
     # control --------------------------------------------------------------------------
     async def wake(self) -> None:
-        await self._storage.bus_notify("wake")
+        await self._storage.bus_notify(f"wake {self._id}")
 
     async def cancel(self, run_id: str, action: str) -> None:
         await self._storage.bus_cancel(run_id, action)
