@@ -308,8 +308,10 @@ async def test_protocol_v2_streams_a_run_executing_on_the_other_replica(
         assert rest == wanted[2:]
 
 
-async def test_serve_workers_are_replicas_of_one_database(database: str, bus: str, tmp_path: Path) -> None:
-    # One run at a time per process: two slow runs at once need both workers.
+async def test_serve_workers_are_replicas_of_one_database(bus: str, tmp_path: Path) -> None:
+    # One run at a time per process: two slow runs at once need both workers. (A database of
+    # its own: no other replica may take either run.)
+    database = pgdb.create_database()
     server = replica(tmp_path, database, "w", bus, SKEINO_MAX_CONCURRENT_RUNS="1")
     server.extra_args += ["--workers", "2"]
     server.env.pop("SKEINO_REPLICA_ID")
@@ -326,6 +328,7 @@ async def test_serve_workers_are_replicas_of_one_database(database: str, bus: st
     finally:
         await client.http.client.aclose()
         server.stop()
+        pgdb.drop_database(database)
 
 
 def test_replicas_starting_together_on_a_new_database_both_come_up(tmp_path: Path, bus: str) -> None:

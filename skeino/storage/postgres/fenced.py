@@ -5,8 +5,8 @@ that a survivor has taken over and recovered. Its checkpoint writes must not lan
 of what the survivor recorded: while the task runs under a lease (storage.base.LEASE_FENCE),
 each checkpoint write is one transaction that first calls skeino_fence, which share-locks
 the run row and fails unless the run is still running under that lease epoch. A take-over
-then either waits for the write to commit or makes it fail with LeaseLost. BEGIN and the
-fence go out together, so the fence costs one round trip per checkpoint write.
+then either waits for the write to commit or makes it fail with LeaseLost. The fence costs
+a few round trips per checkpoint write (BEGIN, the fence, COMMIT).
 """
 
 from __future__ import annotations
@@ -54,14 +54,13 @@ class FencedPostgresSaver(AsyncPostgresSaver):
                 yield cur
             return
         # A pool connection of its own (no need for the saver's lock, which guards one shared
-        # connection): BEGIN and the fence go out together, then the saver's statements and
-        # COMMIT, in one transaction the fence's share lock spans.
+        # connection), and no pipeline: a replica paused mid-pipeline leaves its session
+        # "active" with the fence's lock held, where idle_in_transaction_session_timeout
+        # (see backend.py) cannot end it; between plain statements it is "idle in transaction".
         async with _ainternal.get_connection(self.conn) as conn:
-            async with conn.pipeline() as pipe, conn.transaction(), \
-                    conn.cursor(binary=True, row_factory=dict_row) as cur:
-                await cur.execute("SELECT skeino_fence(%s, %s)", fence)
+            async with conn.transaction(), conn.cursor(binary=True, row_factory=dict_row) as cur:
                 try:
-                    await pipe.sync()  # the fence's answer before any write is sent
+                    await cur.execute("SELECT skeino_fence(%s, %s)", fence)
                 except psycopg.Error as exc:
                     if _fence_failed(exc):
                         raise LeaseLost(fence[0]) from None
