@@ -183,17 +183,18 @@ class SharedRunQueue:
 
     # cancelling -----------------------------------------------------------------------
     def _cancel_message(self, run_id: str, action: str) -> None:
-        task = self._running.get(run_id)
-        if task is not None:
-            self._actions[run_id] = action
-            task.cancel()
+        self.request_cancel(run_id, action)
 
     def request_cancel(self, run_id: str, action: str) -> asyncio.Task[str] | None:
         """Cancel a run executing here; None if it is not (then ask the others: `cancel_remote`)."""
         task = self._running.get(run_id)
-        if task is not None:
-            self._actions[run_id] = action
-            task.cancel()
+        if task is not None and run_id not in self._actions:
+            self._actions[run_id] = action  # the executor reads it once the run has stopped
+            # Once only: a second cancel would land in the executor's bookkeeping of the first
+            # and leave the run unrecorded. And on the next loop turn, after the task's first
+            # step: a task cancelled before it starts never enters the executor, and its run
+            # would stay running until its own lease ran out.
+            asyncio.get_running_loop().call_soon(task.cancel)
         return task
 
     async def cancel_remote(self, run_id: str, action: str) -> None:

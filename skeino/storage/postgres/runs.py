@@ -116,13 +116,19 @@ class RunTables:
             for run in superseded:
                 if run["status"] != "pending":
                     continue  # running: the caller stops it
+                # Only while still pending: a replica's claim (which takes no thread lock) may
+                # have started it since the read; then it is running, and the caller stops it.
                 if action == "rollback":
-                    await self._exec("DELETE FROM stream_events WHERE run_id = %s", (run["run_id"],), conn)
-                    await self._exec("DELETE FROM runs WHERE run_id = %s", (run["run_id"],), conn)
-                    await self._delete_run_checkpoints(conn, record["thread_id"], run["run_id"])
+                    gone = await self._exec("DELETE FROM runs WHERE run_id = %s AND status = 'pending'",
+                                            (run["run_id"],), conn)
+                    if gone:
+                        await self._exec("DELETE FROM stream_events WHERE run_id = %s", (run["run_id"],), conn)
+                        await self._delete_run_checkpoints(conn, record["thread_id"], run["run_id"])
                 else:
-                    await self._exec("UPDATE runs SET status = 'interrupted', updated_at = %s WHERE run_id = %s",
-                                     (now_iso(), run["run_id"]), conn)
+                    gone = await self._exec("UPDATE runs SET status = 'interrupted', updated_at = %s "
+                                            "WHERE run_id = %s AND status = 'pending'", (now_iso(), run["run_id"]), conn)
+                if not gone:
+                    run["status"] = "running"
             await self._insert_run(conn, record, False, limits)
         return record, superseded
 
