@@ -24,6 +24,7 @@ from langgraph_sdk.errors import ConflictError
 
 import pgdb
 from serverproc import Server
+from skeino.runtime.crons import tick_run_id
 
 pytestmark = pytest.mark.skipif(pgdb.BASE_URL is None, reason="SKEINO_TEST_DATABASE_URL is not set")
 
@@ -351,3 +352,45 @@ def test_workers_without_a_shared_database_are_refused_by_name(tmp_path: Path) -
     server = Server(db=tmp_path / "x.db", extra_args=["--workers", "2", "--database-url", ""])
     with pytest.raises(RuntimeError, match="SKEINO_DATABASE_URL"):
         server.start()
+
+
+def test_cron_claims_left_by_a_crash_are_recovered_once_and_live_ones_left_alone(tmp_path: Path, bus: str) -> None:
+    """Replicas starting together fire a tick whose claim a crash left, once; a fresh claim is another
+    replica's tick in progress, and nobody fires it for that replica."""
+    fresh = pgdb.create_database()
+    first = replica(tmp_path, fresh, "c0", bus).start()
+    crons = []
+    try:
+        with httpx.Client(base_url=first.url, timeout=30) as http:
+            for _ in range(2):
+                tid = http.post("/threads", json={}).json()["thread_id"]
+                crons.append(http.post(f"/threads/{tid}/runs/crons", json={
+                    "assistant_id": "counter", "schedule": "0 0 1 1 *", "input": {"count": 0}}).json()["cron_id"])
+    finally:
+        first.stop()
+    stale, live = tick_run_id(now=time.time() - 3600), tick_run_id()
+    with psycopg.connect(fresh, autocommit=True) as conn:
+        for cron_id, run_id in zip(crons, (stale, live)):
+            conn.execute("UPDATE crons SET claimed_run_id = %s WHERE cron_id = %s", (run_id, cron_id))
+    server = replica(tmp_path, fresh, "c", bus)
+    server.extra_args += ["--workers", "2"]
+    server.env.pop("SKEINO_REPLICA_ID")
+
+    def read() -> tuple[list[Any], list[Any]]:
+        with psycopg.connect(fresh, autocommit=True) as conn:
+            runs = conn.execute("SELECT run_id, status FROM runs ORDER BY seq").fetchall()
+            claims = conn.execute("SELECT claimed_run_id FROM crons ORDER BY claimed_run_id").fetchall()
+        return runs, claims
+
+    try:
+        server.start(timeout=120)
+        deadline = time.monotonic() + 60
+        runs, claims = read()
+        while time.monotonic() < deadline and not (runs and runs[0][1] == "success"):
+            time.sleep(0.1)
+            runs, claims = read()
+        assert runs == [(stale, "success")]
+        assert sorted(claims, key=str) == sorted([(None,), (live,)], key=str)
+    finally:
+        server.stop()
+        pgdb.drop_database(fresh)

@@ -87,9 +87,9 @@ async def test_crons_due_claim_and_release(storage: Storage) -> None:
     assert claimed.get(due["cron_id"]) == run_id
     assert (await storage.cron_get(due["cron_id"]) or {})["next_run_date"] == ts(1060)
 
-    await storage.cron_release(due["cron_id"], new_id())  # someone else's claim: no effect
+    assert await storage.cron_release(due["cron_id"], new_id()) is False  # someone else's claim: no effect
     assert due["cron_id"] in {c["cron_id"] for c, _ in await storage.crons_claimed()}
-    await storage.cron_release(due["cron_id"], run_id)
+    assert await storage.cron_release(due["cron_id"], run_id) is True
     assert due["cron_id"] not in {c["cron_id"] for c, _ in await storage.crons_claimed()}
     assert [c["cron_id"] for c in await storage.crons_due(ts(1060), 1000) if c["cron_id"] in mine] == [due["cron_id"]]
 

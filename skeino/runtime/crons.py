@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import secrets
+import time
 import uuid
 from datetime import datetime, timedelta, timezone
 from typing import Any
@@ -31,6 +33,25 @@ _RUN_FIELDS = ("assistant_id", "input", "config", "context", "webhook", "multita
                "checkpoint_during")
 _BATCH = 100
 _MAX_IDLE = 30.0  # re-read the schedule at least this often (another process may share the database)
+# A tick's claim younger than this belongs to a replica writing its run right now; an older
+# one was left by a crash between claim and run.
+_STALE_CLAIM = 60.0
+
+
+def tick_run_id(now: float | None = None) -> str:
+    """A UUIDv7 for a tick's run: its first 48 bits say when the tick was claimed (see recover_claims)."""
+    value = (int((time.time() if now is None else now) * 1000) << 80) | secrets.randbits(80)
+    value = (value & ~(0xF << 76)) | (0x7 << 76)  # version 7
+    value = (value & ~(0x3 << 62)) | (0x2 << 62)  # RFC 4122 variant
+    return str(uuid.UUID(int=value))
+
+
+def claim_age(run_id: str, now: float | None = None) -> float | None:
+    """Seconds since a tick's claim, from its run id; None for ids that carry no time (older versions)."""
+    value = uuid.UUID(run_id)
+    if value.version != 7:
+        return None
+    return (time.time() if now is None else now) - (value.int >> 80) / 1000
 
 
 class Clock:
@@ -248,12 +269,20 @@ class CronScheduler:
     async def recover_claims(self) -> None:
         """Finish ticks a crash interrupted between claiming them and writing their run.
 
-        Called before interrupted runs are settled, so a run that was written is still there to be found.
+        Called before interrupted runs are settled, so a run that was written is still there to
+        be found, and by the scheduler as it goes (a replica may have died since). Replicas share
+        the claims: a young one is another replica's tick in progress and is left alone, and of
+        replicas recovering one claim at once only the one whose release takes it fires the run
+        (a crash right after the release loses that tick rather than firing it twice).
         """
         for cron, run_id in await self._storage.crons_claimed():
+            age = claim_age(run_id)
+            if age is not None and age < _STALE_CLAIM:
+                continue
+            if not await self._storage.cron_release(cron["cron_id"], run_id):
+                continue  # another replica recovered it
             if await self._storage.run_get(run_id) is None:
                 await self._service.fire(cron, run_id)
-            await self._storage.cron_release(cron["cron_id"], run_id)
 
     async def start(self) -> None:
         # Ticks that fell due while the server was down fire now, once per cron, before it serves.
@@ -273,7 +302,7 @@ class CronScheduler:
         while True:
             due = await self._storage.crons_due(_iso(now), _BATCH)
             for cron in due:
-                run_id = str(uuid.uuid4())
+                run_id = tick_run_id()
                 following = _iso(next_run(cron["schedule"], now, cron["timezone"]))
                 if await self._storage.cron_claim(cron["cron_id"], cron["next_run_date"], following, run_id):
                     await self._service.fire(cron, run_id)
@@ -294,6 +323,7 @@ class CronScheduler:
         while True:
             changed.clear()
             try:
+                await self.recover_claims()
                 await self.tick()
                 delay = await self._delay()
             except asyncio.CancelledError:

@@ -251,8 +251,8 @@ class Storage(Protocol):
         False, having changed nothing, if the cron is no longer due at `due`, is disabled,
         or already holds a claim.
         """
-    async def cron_release(self, cron_id: str, run_id: str) -> None:
-        """Drop the claim for `run_id` once that run is written."""
+    async def cron_release(self, cron_id: str, run_id: str) -> bool:
+        """Drop the claim for `run_id` once that run is written; False if the cron held no such claim."""
     async def crons_claimed(self) -> list[tuple[Record, str]]:
         """Crons still holding a claim (a crash came between claim and release), with the claimed run id."""
 

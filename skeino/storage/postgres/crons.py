@@ -64,9 +64,9 @@ class CronTables:
             (next_run_date, run_id, cron_id, due),
         ) > 0
 
-    async def cron_release(self: "PostgresStorage", cron_id: str, run_id: str) -> None:
-        await self._exec("UPDATE crons SET claimed_run_id = NULL WHERE cron_id = %s AND claimed_run_id = %s",
-                         (cron_id, run_id))
+    async def cron_release(self: "PostgresStorage", cron_id: str, run_id: str) -> bool:
+        return await self._exec("UPDATE crons SET claimed_run_id = NULL WHERE cron_id = %s AND claimed_run_id = %s",
+                                (cron_id, run_id)) > 0
 
     async def crons_claimed(self: "PostgresStorage") -> list[tuple[Record, str]]:
         rows = await self._all(f"SELECT {cols(CRON_COLS)}, claimed_run_id FROM crons WHERE claimed_run_id IS NOT NULL")

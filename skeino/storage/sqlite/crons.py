@@ -117,9 +117,9 @@ class CronTables:
         return cur.rowcount > 0
 
     @_threaded
-    def cron_release(self: "SqliteStorage", cron_id: str, run_id: str) -> None:
-        self.conn.execute("UPDATE crons SET claimed_run_id = NULL WHERE cron_id = ? AND claimed_run_id = ?",
-                          (cron_id, run_id))
+    def cron_release(self: "SqliteStorage", cron_id: str, run_id: str) -> bool:
+        return self.conn.execute("UPDATE crons SET claimed_run_id = NULL WHERE cron_id = ? AND claimed_run_id = ?",
+                                 (cron_id, run_id)).rowcount > 0
 
     @_threaded
     def crons_claimed(self: "SqliteStorage") -> list[tuple[Record, str]]:
