@@ -25,7 +25,9 @@ class Lease:
         self._trusted_until = claimed_at + seconds * _TRUSTED
         self.lost = False  # the database said another replica holds the run now
         self.settled = False  # the run's end is recorded: nothing left to fence
-        self.in_graph = False  # the graph executes (stopping the run is safe then)
+        # None until the run starts, True while the graph executes (stopping the run is safe
+        # then), False once it has stopped and the run records its end.
+        self.in_graph: bool | None = None
 
     def renewed(self, sent_at: float) -> None:
         """A renewal sent at monotonic time `sent_at` succeeded."""

@@ -190,12 +190,22 @@ class SharedRunQueue:
         task = self._running.get(run_id)
         if task is not None and run_id not in self._actions:
             self._actions[run_id] = action  # the executor reads it once the run has stopped
-            # Once only: a second cancel would land in the executor's bookkeeping of the first
-            # and leave the run unrecorded. And on the next loop turn, after the task's first
-            # step: a task cancelled before it starts never enters the executor, and its run
-            # would stay running until its own lease ran out.
-            asyncio.get_running_loop().call_soon(task.cancel)
+            self._spawn(self._deliver_cancel(run_id, task))
         return task
+
+    async def _deliver_cancel(self, run_id: str, task: asyncio.Task[str]) -> None:
+        """Cancel a run's task while its graph executes, until it stops.
+
+        Only then: a task cancelled before it starts never enters the executor (its run would
+        stay running until its lease ran out), and a cancel landing in the executor's
+        bookkeeping of the run's end would leave it unrecorded. Again until it stops: a
+        cancel that reaches the graph while it opens a database connection can be absorbed.
+        """
+        lease = self._leases.get(run_id)
+        while not task.done() and lease is not None and lease.in_graph is not False:
+            if lease.in_graph:
+                task.cancel()
+            await asyncio.wait([task], timeout=0.2 if lease.in_graph else 0.01)
 
     async def cancel_remote(self, run_id: str, action: str) -> None:
         await self._bus.cancel(run_id, action)
