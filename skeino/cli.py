@@ -191,6 +191,8 @@ def _serve_workers(args: argparse.Namespace, config: Config, common: dict[str, A
     settings = config.settings
     env = {"SKEINO_CONFIG": str(config.config_path), "SKEINO_HOST": settings.host, "SKEINO_PORT": str(settings.port),
            "SKEINO_DATABASE_URL": settings.database_url or "", "SKEINO_LOG_FORMAT": args.log_format,
+           # N processes on one database are replicas: without Redis, Postgres is their bus.
+           "SKEINO_BUS": settings.bus or "postgres",
            "SKEINO_LOG_LEVEL": args.log_level, "SKEINO_MAX_CONCURRENT_RUNS": str(settings.max_concurrent_runs)}
     os.environ.update(env)
     # Each worker sets up its own logging (serve_factory); a logging config object does not

@@ -73,6 +73,9 @@ class Settings:
     database_url: str | None = None
     database_pool_size: int = 20
     redis_url: str | None = None  # live events and cancel signals between replicas
+    # What replicas share events, cancels and wake-ups through: "redis" (implied by redis_url),
+    # "postgres" (LISTEN/NOTIFY on the database), or None: this server serves the database alone.
+    bus: str | None = None
     replica_id: str | None = None  # names this process in run leases; host:port when unset
     run_lease_seconds: float = 30.0  # a replica that stops renewing loses its runs this long after
     max_concurrent_runs: int = 2048
@@ -125,6 +128,14 @@ class Settings:
         if database_url and not database_url.startswith(("postgresql://", "postgres://")):
             raise ConfigError(f"SKEINO_DATABASE_URL must be a postgresql:// URL, not {database_url.split(':')[0]!r}")
         lease = num("SKEINO_RUN_LEASE_SECONDS", float, cls.run_lease_seconds)
+        redis_url = env.get("SKEINO_REDIS_URL") or None
+        bus = (env.get("SKEINO_BUS") or "").strip().lower() or ("redis" if redis_url else None)
+        if bus not in (None, "redis", "postgres"):
+            raise ConfigError(f"SKEINO_BUS must be 'postgres' or 'redis', not {bus!r}")
+        if bus == "redis" and not redis_url:
+            raise ConfigError("SKEINO_BUS=redis needs SKEINO_REDIS_URL")
+        if bus == "postgres" and redis_url:
+            raise ConfigError("SKEINO_BUS=postgres and SKEINO_REDIS_URL name two buses: set one")
         if lease < 1:
             raise ConfigError(f"SKEINO_RUN_LEASE_SECONDS must be at least 1, not {lease}")
         return cls(
@@ -133,7 +144,8 @@ class Settings:
             db_path=Path(db) if db else None,
             database_url=database_url,
             database_pool_size=num("SKEINO_DATABASE_POOL_SIZE", int, cls.database_pool_size),
-            redis_url=env.get("SKEINO_REDIS_URL") or None,
+            redis_url=redis_url,
+            bus=bus,
             replica_id=env.get("SKEINO_REPLICA_ID") or None,
             run_lease_seconds=lease,
             max_concurrent_runs=num("SKEINO_MAX_CONCURRENT_RUNS", int, cls.max_concurrent_runs),

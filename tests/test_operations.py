@@ -16,6 +16,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from serverproc import Server
 from skeino.api.middleware import RequestLayer
 from skeino.runtime.metrics import Metrics
+from skeino.config import ConfigError, Settings
 
 
 def _samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
@@ -188,3 +189,37 @@ async def test_startup_freezes_the_heap_it_built(tmp_path: Path) -> None:
     finally:
         gc.unfreeze()
         gc.set_threshold(*thresholds)
+
+
+@pytest.mark.parametrize("env, message", [
+    ({"SKEINO_BUS": "kafka"}, "SKEINO_BUS must be 'postgres' or 'redis'"),
+    ({"SKEINO_BUS": "redis", "SKEINO_DATABASE_URL": "postgresql://db/x"}, "needs SKEINO_REDIS_URL"),
+    ({"SKEINO_BUS": "postgres", "SKEINO_DATABASE_URL": "postgresql://db/x",
+      "SKEINO_REDIS_URL": "redis://127.0.0.1:6379/0"}, "name two buses"),
+])
+def test_a_bus_that_cannot_be_had_is_refused_by_name(env: dict[str, str], message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        Settings.from_env(env)
+
+
+def test_the_bus_follows_redis_unless_named() -> None:
+    assert Settings.from_env({}).bus is None
+    assert Settings.from_env({"SKEINO_DATABASE_URL": "postgresql://db/x"}).bus is None
+    assert Settings.from_env({"SKEINO_DATABASE_URL": "postgresql://db/x", "SKEINO_BUS": "Postgres"}).bus == "postgres"
+    assert Settings.from_env({"SKEINO_DATABASE_URL": "postgresql://db/x",
+                              "SKEINO_REDIS_URL": "redis://127.0.0.1:6379/0"}).bus == "redis"
+
+
+@pytest.mark.parametrize("env", [{"SKEINO_BUS": "postgres"}, {"SKEINO_REDIS_URL": "redis://127.0.0.1:6379/0"}])
+def test_a_bus_without_a_shared_database_is_refused(env: dict[str, str], tmp_path: Path) -> None:
+    import dataclasses
+
+    from skeino.api.app import create_app
+    from skeino.config import load_config
+
+    config_file = tmp_path / "langgraph.json"
+    config_file.write_text(json.dumps({"graphs": {"counter": str(Path(__file__).parent.parent / "graphs" / "pipeline.py")
+                                                  + ":counter"}}))
+    settings = dataclasses.replace(Settings.from_env(env), db_path=tmp_path / "skeino.db")
+    with pytest.raises(ConfigError, match=r"connects replicas sharing one database: set SKEINO_DATABASE_URL"):
+        create_app(load_config(config_file, settings))

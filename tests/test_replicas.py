@@ -34,7 +34,8 @@ LEASE = 2.0  # seconds; a dead replica's runs are recovered within LEASE + LEASE
 def replica(tmp: Path, url: str, name: str, bus: str, **env: str) -> Server:
     """A replica on database `url` whose bus is "redis" or "postgres" (no Redis configured)."""
     return Server(db=tmp / f"{name}.db", extra_args=["--database-url", url],
-                  env={"SKEINO_REDIS_URL": (pgdb.REDIS_URL or "") if bus == "redis" else "", "SKEINO_REPLICA_ID": name,
+                  env={"SKEINO_REDIS_URL": (pgdb.REDIS_URL or "") if bus == "redis" else "",
+                       "SKEINO_BUS": bus, "SKEINO_REPLICA_ID": name,
                        "SKEINO_RUN_LEASE_SECONDS": str(LEASE), **env})
 
 
@@ -394,3 +395,32 @@ def test_cron_claims_left_by_a_crash_are_recovered_once_and_live_ones_left_alone
     finally:
         server.stop()
         pgdb.drop_database(fresh)
+
+
+@pytest.mark.allow_server_log(r"Traceback|Application startup failed")
+def test_a_lone_server_and_replicas_do_not_share_a_database(tmp_path: Path, bus: str) -> None:
+    # Without a bus a server keeps live events and cancels in its process: a second server,
+    # lone or replica, on its database would accept runs its clients could not follow.
+    database = pgdb.create_database()
+    lone = Server(db=tmp_path / "lone.db", extra_args=["--database-url", database],
+                  env={"SKEINO_REDIS_URL": "", "SKEINO_BUS": ""})
+    try:
+        lone.start()
+        second = Server(db=tmp_path / "second.db", extra_args=["--database-url", database],
+                        env={"SKEINO_REDIS_URL": "", "SKEINO_BUS": ""})
+        with pytest.raises(RuntimeError, match="already serving this database alone|as a replica"):
+            second.start()
+        with pytest.raises(RuntimeError, match="already serving this database alone"):
+            replica(tmp_path, database, "r", bus).start()
+        lone.stop()
+        # Once it is gone, replicas come up, and a lone server is refused beside them.
+        first = replica(tmp_path, database, "r1", bus).start()
+        try:
+            with pytest.raises(RuntimeError, match="as a replica"):
+                Server(db=tmp_path / "late.db", extra_args=["--database-url", database],
+                       env={"SKEINO_REDIS_URL": "", "SKEINO_BUS": ""}).start()
+        finally:
+            first.stop()
+    finally:
+        lone.stop()
+        pgdb.drop_database(database)

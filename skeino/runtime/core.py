@@ -73,17 +73,21 @@ class Runtime:
         self.store: StoreService  # bound to the storage's store once it is open
 
     def _bus(self) -> RedisBus | PostgresBus | None:
-        """What replicas share live events and cancels through: Redis when SKEINO_REDIS_URL is set,
-        else Postgres itself (LISTEN/NOTIFY); None on SQLite, which one process serves alone."""
+        """What replicas share live events and cancels through (SKEINO_BUS): Redis, Postgres itself
+        (LISTEN/NOTIFY), or nothing when this server serves its database alone.
+
+        A lone server keeps events in memory and queues runs in process: on Postgres that is a
+        fraction of the transactions per run the bus costs, so replicas are asked for, not assumed.
+        """
         settings = self.settings
-        if not settings.redis_url:
-            if settings.database_url:
-                return PostgresBus(self.storage, settings.stream_keep_seconds)
+        if not settings.bus:
             return None
         if not settings.database_url:
-            raise ConfigError("SKEINO_REDIS_URL connects replicas sharing one database: "
-                              "set SKEINO_DATABASE_URL (postgresql://...) as well")
-        return RedisBus(settings.redis_url, namespace(settings.database_url), settings.stream_keep_seconds)
+            raise ConfigError(f"{'SKEINO_REDIS_URL' if settings.bus == 'redis' else 'SKEINO_BUS'} connects replicas "
+                              "sharing one database: set SKEINO_DATABASE_URL (postgresql://...) as well")
+        if settings.bus == "redis" and settings.redis_url:
+            return RedisBus(settings.redis_url, namespace(settings.database_url), settings.stream_keep_seconds)
+        return PostgresBus(self.storage, settings.stream_keep_seconds)
 
     async def delete_assistant(self, assistant_id: str, *, delete_threads: bool) -> None:
         """Delete an assistant and, when asked, every thread it ran on."""
@@ -107,6 +111,16 @@ class Runtime:
 
     async def start(self) -> None:
         await self.storage.open()
+        if not await self.storage.serve(shared=self.bus is not None):
+            # A lone server's live events and cancels stay in its process: replicas beside it
+            # would accept runs whose events their clients could never see, and the reverse.
+            raise ConfigError(
+                "another skeino server is already serving this database "
+                + ("alone; stop it, or start every replica with SKEINO_BUS=postgres or SKEINO_REDIS_URL"
+                   if self.bus is not None else
+                   "as a replica; start this one with the same bus (SKEINO_BUS=postgres or SKEINO_REDIS_URL)"
+                   " or, to serve it alone, stop the others")
+                + " (see docs/deployment.md)")
         if self.bus is not None:
             await self.bus.start()
         self.registry.bind(self.storage.checkpointer, self.storage.store)

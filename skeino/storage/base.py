@@ -89,6 +89,12 @@ class Storage(Protocol):
 
     async def open(self) -> None: ...
     async def close(self) -> None: ...
+    async def serve(self, *, shared: bool) -> bool:
+        """Register this server until close: alone, or as one of replicas sharing a bus.
+
+        False when that contradicts a server already serving this database (a lone server
+        and anyone else, or replicas and a lone server).
+        """
 
     # assistants -------------------------------------------------------------
     async def assistant_create(self, record: Record) -> Record | None:

@@ -26,7 +26,7 @@ from skeino.storage.postgres.common import DIALECT, Pooled, jsonb
 from skeino.storage.postgres.crons import CronTables
 from skeino.storage.postgres.fenced import FencedPostgresSaver
 from skeino.storage.postgres.idempotency import IdempotencyTables
-from skeino.storage.postgres.migrations import MIGRATION_LOCK, migrate
+from skeino.storage.postgres.migrations import MIGRATION_LOCK, SERVING_LOCK, migrate
 from skeino.storage.postgres.runs import RunTables
 from skeino.storage.query import ASSISTANT_COLS, THREAD_COLS, VERSION_COLS, cols
 
@@ -83,6 +83,7 @@ class PostgresStorage(BusTables, RunTables, CronTables, CheckpointTables, Idempo
         )
         self.checkpointer: FencedPostgresSaver
         self.store: AsyncPostgresStore
+        self._serving: AsyncConnection[Any] | None = None
 
     # lifecycle ----------------------------------------------------------------
     async def open(self) -> None:
@@ -103,9 +104,20 @@ class PostgresStorage(BusTables, RunTables, CronTables, CheckpointTables, Idempo
                 await conn.execute("SELECT pg_advisory_unlock(%s)", (MIGRATION_LOCK,))
         await self.store.start_ttl_sweeper()
 
+    async def serve(self, *, shared: bool) -> bool:
+        # A session lock on a connection of its own: it goes with the connection, so a
+        # killed server frees it at once (the kernel closes its socket).
+        self._serving = await AsyncConnection.connect(self.url, autocommit=True)
+        take = "pg_try_advisory_lock_shared" if shared else "pg_try_advisory_lock"
+        row = await (await self._serving.execute(f"SELECT {take}(%s)", (SERVING_LOCK,))).fetchone()
+        return bool(row and row[0])
+
     async def close(self) -> None:
         if getattr(self, "store", None) is not None:
             await self.store.stop_ttl_sweeper(timeout=5)
+        if self._serving is not None:
+            await self._serving.close()
+            self._serving = None
         await self._pool.close()
 
     # assistants ---------------------------------------------------------------

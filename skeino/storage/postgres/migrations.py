@@ -7,6 +7,9 @@ from psycopg import AsyncConnection
 # Any fixed number: every replica takes this lock around start-up migrations, so replicas
 # starting together apply each step once (LangGraph's savers migrate inside the same lock).
 MIGRATION_LOCK = 0x736B65696E6F  # "skeino"
+# Held for a server's lifetime: exclusively by a server that serves the database alone (its
+# live events and cancels stay in its process), shared by replicas with a bus between them.
+SERVING_LOCK = 0x736B65696E70
 
 # Append new steps; never edit a step that has shipped. Timestamps are ISO-8601 text, as
 # the storage contract hands them over; `seq` orders rows by insertion for stable pages.

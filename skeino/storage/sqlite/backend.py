@@ -74,6 +74,10 @@ class SqliteStorage(AssistantTables, ThreadTables, RunTables, CheckpointTables, 
     async def store_sweep_expired(self) -> int:
         return await self.store.sweep_ttl()
 
+    async def serve(self, *, shared: bool) -> bool:
+        # One process per file is the SQLite deployment (docs/deployment.md); nothing to take.
+        return True
+
     async def close(self) -> None:
         if getattr(self, "store", None) is not None:
             await self.store.stop_ttl_sweeper(timeout=5)
