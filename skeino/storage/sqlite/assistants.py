@@ -40,11 +40,8 @@ class AssistantTables:
 
     @_threaded
     def assistant_get(self: "SqliteStorage", assistant_id: str, *, access: AccessFilter | None = None) -> Record | None:
-        sql, params = f"SELECT {', '.join(_ASSISTANT_COLS)} FROM assistants WHERE assistant_id = ?", [assistant_id]
-        if access is not None:
-            sql += " AND access_match(metadata, ?)"
-            params.append(access.json)
-        row = self._one(sql, params)
+        row = self._one_visible(f"SELECT {', '.join(_ASSISTANT_COLS)} FROM assistants WHERE assistant_id = ?",
+                                assistant_id, access)
         return _row(_ASSISTANT_COLS, row) if row else None
 
     @_threaded

@@ -18,6 +18,7 @@ import aiosqlite
 from langgraph.checkpoint.sqlite import SqliteSaver
 
 from skeino.storage import query
+from skeino.storage.access import AccessFilter
 from skeino.storage.base import Record, SortOrder
 from skeino.storage.sqlite.assistants import AssistantTables
 from skeino.storage.sqlite.checkpoints import CheckpointTables, ThreadedSqliteSaver
@@ -129,6 +130,12 @@ class SqliteStorage(AssistantTables, ThreadTables, RunTables, CheckpointTables, 
 
     def _one(self, sql: str, params: Sequence[Any] = ()) -> Any:
         return self.conn.execute(sql, params).fetchone()
+
+    def _one_visible(self, sql: str, key: str, access: AccessFilter | None) -> Any:
+        """The row `sql` (ending in `WHERE <id> = ?`) finds for `key`, if the access filter lets it be seen."""
+        if access is None:
+            return self._one(sql, (key,))
+        return self._one(sql + " AND access_match(metadata, ?)", (key, access.json))
 
     def _all(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
         return self.conn.execute(sql, params).fetchall()

@@ -47,11 +47,7 @@ class CronTables:
 
     @_threaded
     def cron_get(self: "SqliteStorage", cron_id: str, *, access: AccessFilter | None = None) -> Record | None:
-        sql, params = f"SELECT {_SELECT} FROM crons WHERE cron_id = ?", [cron_id]
-        if access is not None:
-            sql += " AND access_match(metadata, ?)"
-            params.append(access.json)
-        row = self._one(sql, params)
+        row = self._one_visible(f"SELECT {_SELECT} FROM crons WHERE cron_id = ?", cron_id, access)
         return _cron(row) if row else None
 
     @_threaded

@@ -36,11 +36,8 @@ class ThreadTables:
 
     @_threaded
     def thread_get(self: "SqliteStorage", thread_id: str, *, access: AccessFilter | None = None) -> Record | None:
-        sql, params = f"SELECT {', '.join(map(_q, _THREAD_COLS))} FROM threads WHERE thread_id = ?", [thread_id]
-        if access is not None:
-            sql += " AND access_match(metadata, ?)"
-            params.append(access.json)
-        row = self._one(sql, params)
+        row = self._one_visible(f"SELECT {', '.join(map(_q, _THREAD_COLS))} FROM threads WHERE thread_id = ?",
+                                thread_id, access)
         return _row(_THREAD_COLS, row) if row else None
 
     @_threaded
