@@ -3,7 +3,8 @@
 Fills a database with N threads through the storage layer (SQLite in a temporary file, or
 the Postgres database given, which should be empty), then reads the 10-thread page at
 several depths of the newest-first list, by `offset` and by starting after the previous
-row (what `?cursor=` does), in turn, `--samples` times each (p50 / p95 in ms). Storage
+row (what `?cursor=` does), in turn, `--samples` times each (p50 / p95 in ms), and a count
+of the threads by their (indexed) `graph_id`, which all of them match. Storage
 calls only: no HTTP, so the figures are the database's.
 
 Examples:
@@ -85,6 +86,13 @@ async def scenario(args: argparse.Namespace) -> None:
                 for how, samples in times.items():
                     emit({"bench": "page", "threads": args.threads, "depth": depth, "by": how,
                           **latency_fields(samples)})
+            # Every thread matches: the count reads the whole index range of the key.
+            counted, samples = 0, []
+            for _ in range(args.samples):
+                t0 = wall()
+                counted = await storage.thread_count(ids=None, metadata={"graph_id": "agent"}, values=None, status=None)
+                samples.append(wall() - t0)
+            emit({"bench": "count", "threads": args.threads, "matches": counted, **latency_fields(samples)})
         finally:
             await storage.close()
 

@@ -137,6 +137,20 @@ MIGRATIONS: list[str] = [
     """
     ALTER TABLE runs ADD COLUMN lease_epoch INTEGER NOT NULL DEFAULT 0;
     """,
+    # 9: the indexed metadata keys carry their JSON type too: a filter checks that the stored
+    # value is a string, which the index alone then answers, so a count by such a key reads
+    # only index entries instead of every matching thread's JSON (11x at 33,000 matches)
+    """
+    DROP INDEX threads_metadata_graph_id;
+    DROP INDEX threads_metadata_assistant_id;
+    DROP INDEX threads_metadata_owner;
+    CREATE INDEX threads_metadata_graph_id ON threads (json_extract(metadata, '$.graph_id'),
+        json_type(metadata, '$.graph_id'), created_at);
+    CREATE INDEX threads_metadata_assistant_id ON threads (json_extract(metadata, '$.assistant_id'),
+        json_type(metadata, '$.assistant_id'), created_at);
+    CREATE INDEX threads_metadata_owner ON threads (json_extract(metadata, '$.owner'),
+        json_type(metadata, '$.owner'), created_at);
+    """,
 ]
 
 
