@@ -214,6 +214,8 @@ async def test_a_killed_replicas_run_is_failed_by_a_survivor_and_its_thread_free
         pgdb.drop_database(database)
 
 
+# A paused process's Redis reads time out when it resumes: the warning is the truth then.
+@pytest.mark.allow_server_log(r"reading its cancel signal failed: Timeout reading")
 @pytest.mark.parametrize("recovery", ["error", "retry"])
 async def test_a_paused_replica_that_lost_its_lease_comes_back_and_records_nothing(
         tmp_path: Path, bus: str, recovery: str) -> None:
