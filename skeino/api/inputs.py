@@ -176,7 +176,9 @@ def _direct_call(route: Any) -> Direct | None:
     """
     dependant, body_field = route.dependant, route.body_field
     if (dependant.query_params or dependant.header_params or dependant.cookie_params or body_field is None
-            or len(dependant.body_params) != 1 or route._embed_body_fields or dependant.response_param_name
+            # A FastAPI without this (private) flag may embed bodies differently: keep its path.
+            or len(dependant.body_params) != 1 or getattr(route, "_embed_body_fields", True)
+            or dependant.response_param_name
             or dependant.background_tasks_param_name or dependant.security_scopes_param_name
             or dependant.websocket_param_name or dependant.http_connection_param_name
             or route.response_field is not None):
