@@ -8,6 +8,7 @@ from fastapi.testclient import TestClient
 from skeino.api import runs
 from skeino.api.inputs import JsonRoute, _direct_call, _effective
 from skeino.api.security import require_scope
+from skeino.api.shortcut import RouteShortcut, _table
 
 HOT = {("POST", "/threads/{thread_id}/runs"), ("POST", "/threads/{thread_id}/runs/stream"),
        ("POST", "/threads/{thread_id}/runs/wait"), ("POST", "/runs"), ("POST", "/runs/stream"),
@@ -49,3 +50,34 @@ def test_routes_included_under_app_wide_dependencies_go_through_the_framework() 
     finally:
         JsonRoute.get_route_handler = original  # type: ignore[method-assign]
     assert seen and all(call is None for call in seen)
+
+
+def _shortcut_keys(app: FastAPI) -> set[tuple[str, str]]:
+    return {(method, entry[5]) for method, entries in _table(app).items() for entry in entries}
+
+
+def test_directly_called_routes_are_found_without_the_router() -> None:
+    app = FastAPI()
+    app.include_router(runs.router)
+    assert _shortcut_keys(app) == HOT
+
+
+def test_no_shortcut_under_app_wide_dependencies() -> None:
+    app = FastAPI(dependencies=[Depends(require_scope)])
+    app.include_router(runs.router)
+    assert _shortcut_keys(app) == set()
+
+
+def test_a_route_the_framework_tries_first_keeps_its_requests() -> None:
+    app = FastAPI()
+
+    @app.post("/runs/wait")
+    async def earlier() -> dict[str, str]:
+        return {"taken_by": "earlier"}
+
+    app.include_router(runs.router)
+    app.add_middleware(RouteShortcut, fastapi=app)
+    assert ("POST", "/runs/wait") not in _shortcut_keys(app)
+    assert ("POST", "/runs/stream") in _shortcut_keys(app)
+    with TestClient(app) as http:
+        assert http.post("/runs/wait", json={"assistant_id": "x"}).json() == {"taken_by": "earlier"}

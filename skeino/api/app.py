@@ -21,6 +21,7 @@ from skeino.api.inputs import document_ids
 from skeino.api.middleware import RequestLayer
 from skeino.api.responses import ANY_ROUTE
 from skeino.api.security import SecurityLayer, cors_options, require_scope
+from skeino.api.shortcut import RouteShortcut
 from skeino.auth.custom import AuthRefused
 from skeino.auth.guard import Guard
 from skeino.config import Config
@@ -121,7 +122,9 @@ def create_app(config: Config, registry: GraphRegistry | None = None, guard: Gua
     app.openapi = lambda: document_ids(base_openapi())  # type: ignore[method-assign]
     app.state.guard = guard
     _install_error_handlers(app)
-    # Added last runs first: the request layer (ids, metrics, 500s) wraps the security checks.
+    # Added last runs first: the request layer (ids, metrics, 500s) wraps the security checks,
+    # and the shortcut to the run routes comes only after both.
+    app.add_middleware(RouteShortcut, fastapi=app)
     app.add_middleware(SecurityLayer, guard=guard)
     app.add_middleware(RequestLayer, metrics=rt.metrics, max_body_bytes=config.settings.max_body_bytes)
     cors = cors_options(config)

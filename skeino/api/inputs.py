@@ -218,6 +218,11 @@ def _direct_call(route: Any) -> Direct | None:
     return call
 
 
+def direct_callable(route: Any) -> bool:
+    """Whether the route (or FastAPI's included form of it) is called directly."""
+    return _direct_call(route) is not None
+
+
 def _effective(route: APIRoute) -> Any:
     """The route as included (with its routers' dependencies), when FastAPI is building that one."""
     context_var = getattr(fastapi_routing, "_effective_route_context_var", None)
