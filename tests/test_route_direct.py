@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends, FastAPI
 from fastapi.testclient import TestClient
 
-from skeino.api import runs
+from skeino.api import runs, threads
 from skeino.api.inputs import JsonRoute, _direct_call, _effective
 from skeino.api.security import require_scope
 from skeino.api.shortcut import RouteShortcut, _table
@@ -23,6 +23,12 @@ def _routes(router: APIRouter) -> dict[tuple[str, str], JsonRoute]:
 def test_run_creation_routes_are_called_directly() -> None:
     routes = _routes(runs.router)
     assert {key for key, route in routes.items() if _direct_call(route) is not None} == HOT
+
+
+def test_thread_creation_is_called_directly() -> None:
+    # Most thread runs start with it (the chat UI's first message, the SDK's threads.create).
+    routes = _routes(threads.router)
+    assert {key for key, route in routes.items() if _direct_call(route) is not None} == {("POST", "/threads")}
 
 
 def test_a_route_with_another_dependency_goes_through_the_framework() -> None:

@@ -96,12 +96,13 @@ def _stream_response(rt: Runtime, run: Record, *, after: int = -1, cancel_on_abo
     )
 
 
-async def _create(rt: Runtime, once: Idempotent, thread_id: str | None, body: RunCreate) -> Record:
+async def _create(rt: Runtime, once: Idempotent, thread_id: str | None, body: RunCreate, *,
+                  answered_at_end: bool = False) -> Record:
     """A new run, or with an Idempotency-Key already used for this body, the run that key created."""
     data = body.data()
 
     async def create() -> Record:
-        return (await rt.runs.create(thread_id, data))[0]
+        return (await rt.runs.create(thread_id, data, answered_at_end=answered_at_end))[0]
 
     return await once(data, create)
 
@@ -117,7 +118,7 @@ async def _create_and_stream(rt: Runtime, once: Idempotent, thread_id: str | Non
 
 async def _create_and_wait(rt: Runtime, once: Idempotent, request: Request, thread_id: str | None,
                            body: RunCreate) -> Response:
-    run = await _create(rt, once, thread_id, body)
+    run = await _create(rt, once, thread_id, body, answered_at_end=True)
     result = await _wait(rt, request, run, cancel_on_disconnect=body.on_disconnect == "cancel")
     return JSON(result, headers=_run_headers(run, "join"))
 

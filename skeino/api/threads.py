@@ -7,7 +7,7 @@ from typing import Any
 from fastapi import APIRouter, Depends, Query
 from fastapi.responses import Response
 
-from skeino.api.deps import CURSOR, Idempotent, idempotent, paged, runtime
+from skeino.api.deps import CURSOR, JSON, Idempotent, idempotent, paged, runtime
 from skeino.api.inputs import JsonRoute
 from skeino.api.responses import errors
 from skeino.errors import NotSupported
@@ -25,9 +25,11 @@ def _project(state: dict[str, Any], select: list[Any] | None) -> dict[str, Any]:
 
 @router.post("")
 async def create_thread(body: ThreadCreate, rt: Runtime = Depends(runtime),
-                        once: Idempotent = Depends(idempotent)) -> Any:
+                        once: Idempotent = Depends(idempotent)) -> Response:
+    # A Response (not a record for the framework to encode) lets the route take the direct
+    # call (api/inputs.py): a thread is made before most runs on it.
     data = body.data()
-    return await once(data, lambda: rt.threads.create(data))
+    return JSON(await once(data, lambda: rt.threads.create(data)))
 
 
 @router.post("/search")

@@ -91,10 +91,12 @@ class RunService:
 
     # creation -----------------------------------------------------------------------
     async def create(self, thread_id: str | None, body: dict[str, Any], *,
-                     protocol: bool = False) -> tuple[Record, RunStream]:
+                     protocol: bool = False, answered_at_end: bool = False) -> tuple[Record, RunStream]:
         """Validate, authorize, apply the multitask strategy, persist as pending and queue the run.
 
         `protocol`: started through the v2 protocol, so it streams every v2 channel.
+        `answered_at_end`: the caller tells its client of the run only once the run has
+        ended (a `wait`), so the creation need not wait for the disk (Storage.run_create).
         """
         self._refuse_unsupported(body)
         if self.closing.is_set():
@@ -195,10 +197,12 @@ class RunService:
                 # Cancelling the thread's runs and inserting this one is one storage step, so
                 # runs arriving together leave exactly one survivor.
                 created, superseded = await self._storage.run_create_superseding(
-                    record, action=strategy, new_thread=new_thread, limits=self._limits, access=access)
+                    record, action=strategy, new_thread=new_thread, limits=self._limits, access=access,
+                    flush=not answered_at_end)
             else:
                 created = await self._storage.run_create(record, reject_if_busy=strategy == "reject",
-                                                         new_thread=new_thread, limits=self._limits, access=access)
+                                                         new_thread=new_thread, limits=self._limits, access=access,
+                                                         flush=not answered_at_end)
         except LookupError:
             self._broker.drop(run_id)
             raise NotFound(f"Thread with ID {thread_id} not found") from None

@@ -150,7 +150,8 @@ class Storage(Protocol):
 
     # runs -------------------------------------------------------------------
     async def run_create(self, record: Record, *, reject_if_busy: bool, new_thread: Record | None = None,
-                         access: AccessFilter | None = None, limits: QueueLimits | None = None) -> Record | None:
+                         access: AccessFilter | None = None, limits: QueueLimits | None = None,
+                         flush: bool = True) -> Record | None:
         """Insert a pending run and mark its thread busy, in one transaction.
 
         Returns None, having written nothing, when `reject_if_busy` and the thread
@@ -160,17 +161,22 @@ class Storage(Protocol):
         having written nothing, when the thread or the server already holds as many
         pending runs as `limits` allows (the thread's bound is checked first; runs created
         at the same moment on other threads may overshoot the server's by a few).
+
+        `flush=False`: no client hears of the run before a later write that waits for the
+        disk (a `wait` request answers once the run's end is recorded), so the commit need
+        not wait for it; a crash before then loses the run with nobody told of it.
         """
     async def run_create_superseding(self, record: Record, *, action: Literal["interrupt", "rollback"],
                                      new_thread: Record | None = None, access: AccessFilter | None = None,
-                                     limits: QueueLimits | None = None) -> tuple[Record, list[Record]]:
+                                     limits: QueueLimits | None = None, flush: bool = True) -> tuple[Record, list[Record]]:
         """Insert a pending run in place of every pending or running run of its thread, in one transaction.
 
         Pending runs of the thread are marked `interrupted` (action "interrupt") or deleted
         with their stream logs and checkpoints (action "rollback"); running runs are left
         for the caller to stop. Returns the record and the superseded runs as they were
         (oldest first). The thread rules are run_create's (new_thread, access, LookupError),
-        and so are the queue's (`limits`, QueueFull), counted once the pending runs are gone.
+        and so are the queue's (`limits`, QueueFull), counted once the pending runs are gone,
+        and `flush`.
         """
     async def run_transition(self, run_id: str, from_status: str, to_status: str) -> bool:
         """Atomically move a run between statuses; False if it was not in `from_status`."""

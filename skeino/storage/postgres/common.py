@@ -34,16 +34,36 @@ DIALECT = Dialect(param="%s", contains="{col} @> {param}", ilike="{col} ILIKE {p
                   json_is_text="jsonb_typeof({col} -> '{key}') = 'string'")
 
 
+_BEGIN_NO_FLUSH = b"BEGIN; SET LOCAL synchronous_commit TO off"
+
+
 class Pooled:
     """Statements on the shared pool: one-off ones in autocommit, groups in one transaction."""
 
     _pool: AsyncConnectionPool
 
     @asynccontextmanager
-    async def _tx(self) -> AsyncIterator[AsyncConnection]:
+    async def _tx(self, *, flush: bool = True) -> AsyncIterator[AsyncConnection]:
+        """One transaction on a pooled connection.
+
+        `flush=False` lets COMMIT return before its WAL reaches the disk, for writes whose
+        loss in a crash leaves a state the server already handles and no client was told
+        of: every later commit that waits for its flush (a checkpoint, the run's end)
+        makes this one durable too, as the WAL is one sequence. It costs no round trip:
+        BEGIN and the setting go in one simple-protocol message.
+        """
         async with self._pool.connection() as conn:
-            async with conn.transaction():
+            if flush:
+                async with conn.transaction():
+                    yield conn
+                return
+            await conn.execute(_BEGIN_NO_FLUSH, prepare=False)
+            try:
                 yield conn
+            except BaseException:
+                await conn.rollback()
+                raise
+            await conn.commit()
 
     async def _one(self, sql: str, params: Sequence[Any] = (), conn: AsyncConnection | None = None) -> Record | None:
         if conn is not None:

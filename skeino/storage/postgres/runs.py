@@ -108,8 +108,8 @@ class RunTables:
 
     async def run_create_superseding(self: "PostgresStorage", record: Record, *, action: str,
                                      new_thread: Record | None = None, access: AccessFilter | None = None,
-                                     limits: QueueLimits | None = None) -> tuple[Record, list[Record]]:
-        async with self._tx() as conn:
+                                     limits: QueueLimits | None = None, flush: bool = True) -> tuple[Record, list[Record]]:
+        async with self._tx(flush=flush) as conn:
             await self._lock_thread_for_run(conn, record["thread_id"], new_thread, access, record["created_at"])
             superseded = await self._all(f"{_SELECT} WHERE thread_id = %s AND {_INFLIGHT} ORDER BY seq",
                                          (record["thread_id"],), conn)
@@ -134,9 +134,9 @@ class RunTables:
 
     async def run_create(self: "PostgresStorage", record: Record, *, reject_if_busy: bool,
                          new_thread: Record | None = None, access: AccessFilter | None = None,
-                         limits: QueueLimits | None = None) -> Record | None:
+                         limits: QueueLimits | None = None, flush: bool = True) -> Record | None:
         try:
-            async with self._tx() as conn:
+            async with self._tx(flush=flush) as conn:
                 await self._lock_thread_for_run(conn, record["thread_id"], new_thread, access, record["created_at"])
                 if not await self._insert_run(conn, record, reject_if_busy, limits):
                     raise _Refused  # rolls the thread's `busy` back: nothing written
@@ -151,7 +151,9 @@ class RunTables:
     async def run_start(self: "PostgresStorage", run_id: str, thread_id: str, thread_metadata: Record) -> bool:
         now = now_iso()
         try:
-            async with self._tx() as conn:
+            # Unflushed: lost in a crash, the run is still pending and recovery starts it
+            # (anything it wrote since, a checkpoint or its end, flushed this first).
+            async with self._tx(flush=False) as conn:
                 # Thread row first (stamping it takes its lock), then the run: the order run
                 # creation takes them in, so the two never deadlock (an interrupt superseding
                 # this very run, say).

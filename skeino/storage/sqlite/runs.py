@@ -43,7 +43,10 @@ class RunTables:
 
     @_threaded
     def run_create(self: "SqliteStorage", record: Record, *, reject_if_busy: bool, new_thread: Record | None = None,
-                   access: AccessFilter | None = None, limits: QueueLimits | None = None) -> Record | None:
+                   access: AccessFilter | None = None, limits: QueueLimits | None = None,
+                   flush: bool = True) -> Record | None:
+        # `flush` changes nothing here: a commit survives the process's crash at once (WAL,
+        # synchronous=NORMAL) and the storage thread's batches share their commits anyway.
         with self._tx() as conn:
             self._thread_for_run(record["thread_id"], new_thread, access)
             if reject_if_busy and self._runs_inflight(record["thread_id"]):
@@ -65,8 +68,8 @@ class RunTables:
 
     @_threaded
     def run_create_superseding(self: "SqliteStorage", record: Record, *, action: str, new_thread: Record | None = None,
-                               access: AccessFilter | None = None,
-                               limits: QueueLimits | None = None) -> tuple[Record, list[Record]]:
+                               access: AccessFilter | None = None, limits: QueueLimits | None = None,
+                               flush: bool = True) -> tuple[Record, list[Record]]:
         with self._tx() as conn:
             self._thread_for_run(record["thread_id"], new_thread, access)
             superseded = self._runs_inflight(record["thread_id"])
