@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING, Any, Sequence
 
-from psycopg import AsyncConnection
+from psycopg import AsyncConnection, sql
 
 from skeino.storage import query
 from skeino.storage.access import AccessFilter
@@ -23,6 +23,20 @@ _INFLIGHT = "status IN ('pending', 'running')"
 _PENDING_ON_THREAD = ("(SELECT COUNT(*) FROM (SELECT 1 FROM runs WHERE thread_id = %s AND status = 'pending' "
                       "LIMIT %s) q)")
 _PENDING = "(SELECT COUNT(*) FROM (SELECT 1 FROM runs WHERE status = 'pending' LIMIT %s) q)"
+
+
+# Run start (see RunTables.run_start): the thread's lock first, the order run creation takes
+# the locks in, so the two never deadlock (an interrupt superseding this very run, say); then,
+# in a statement whose snapshot is taken under that lock, the run, and the stamp only if the
+# run did start (a run cancelled while pending leaves its thread as it was).
+_START = sql.SQL(
+    "SELECT 1 FROM threads WHERE thread_id = {thread} FOR UPDATE; "
+    "WITH started AS (UPDATE runs SET status = 'running', updated_at = {now} WHERE run_id = {run} "
+    "AND status = 'pending' RETURNING 1), "
+    "stamped AS (UPDATE threads SET metadata = metadata || {meta}, updated_at = {now} WHERE thread_id = {thread} "
+    "AND NOT metadata @> {meta} AND EXISTS (SELECT 1 FROM started) RETURNING 1) "
+    "SELECT COUNT(*) AS n FROM started; "
+    "SET LOCAL synchronous_commit TO off")
 
 
 class _Refused(Exception):
@@ -149,21 +163,19 @@ class RunTables:
                                 (to_status, now_iso(), run_id, from_status)) > 0
 
     async def run_start(self: "PostgresStorage", run_id: str, thread_id: str, thread_metadata: Record) -> bool:
-        now = now_iso()
-        try:
-            # Unflushed: lost in a crash, the run is still pending and recovery starts it
-            # (anything it wrote since, a checkpoint or its end, flushed this first).
-            async with self._tx(flush=False) as conn:
-                # Thread row first (stamping it takes its lock), then the run: the order run
-                # creation takes them in, so the two never deadlock (an interrupt superseding
-                # this very run, say).
-                await self._stamp(conn, thread_id, thread_metadata, now)
-                if not await self._exec("UPDATE runs SET status = 'running', updated_at = %s "
-                                        "WHERE run_id = %s AND status = 'pending'", (now, run_id), conn):
-                    raise _Refused  # cancelled while pending: the stamp goes back too
-        except _Refused:
-            return False
-        return True
+        # One message, so one round trip and one (implicit) transaction, in the simple protocol,
+        # which takes several statements but no parameters: the values go in as quoted literals.
+        # The thread belongs to the graph that runs on it now (state is read through it); a
+        # thread already stamped so is not written. The commit does not wait for the disk:
+        # lost in a crash, the run reads pending again and is queued at restart, and whatever
+        # it wrote since (a checkpoint, its end) waited for the disk, this included.
+        message = _START.format(meta=sql.Literal(jsonb(thread_metadata)), now=sql.Literal(now_iso()),
+                                run=sql.Literal(run_id), thread=sql.Literal(thread_id))
+        async with self._pool.connection() as conn:
+            cur = await conn.execute(message, prepare=False)
+            cur.nextset()
+            row = await cur.fetchone()
+            return bool(row and row["n"])
 
     async def _stamp(self: "PostgresStorage", conn: AsyncConnection, thread_id: str, metadata: Record, now: str) -> None:
         # The thread belongs to the graph that runs on it now (state is read through it).
