@@ -37,6 +37,21 @@ async def test_a_runs_log_replays_from_any_position_and_ends_once(pg: Any) -> No
     assert not await pg.bus_exists(run_id, ended_since=0)
 
 
+async def test_one_send_writes_a_runs_events_its_thread_events_and_its_end(pg: Any) -> None:
+    run_id, thread_id = new_id(), new_id()
+    await pg.bus_send(run_id, [(0, "metadata", b"{}")], thread_id, [(1, run_id, "values", ["a"], b"x")])
+    assert await pg.bus_read(run_id, -1) == ([(0, "metadata", b"{}")], None)
+    await pg.bus_send(run_id, [], thread_id, [(2, run_id, "lifecycle", [], b"y")])  # thread events only
+    assert await pg.bus_read(run_id, -1) == ([(0, "metadata", b"{}")], None)
+    await pg.bus_send(run_id, [(1, "values", b"1")], thread_id, [(3, run_id, "values", [], b"z")],
+                      end=("success", b"{}"))
+    assert await pg.bus_read(run_id, -1) == ([(0, "metadata", b"{}"), (1, "values", b"1")], ("success", b"{}"))
+    assert [(r[1], r[2], r[3], r[4], r[5]) for r in await pg.bus_thread_read(thread_id, 0)] == [
+        (1, run_id, "values", ["a"], b"x"), (2, run_id, "lifecycle", [], b"y"), (3, run_id, "values", [], b"z")]
+    await pg.bus_send(run_id, [(1, "values", b"again")], end=("error", b"null"))  # already there: kept as it was
+    assert await pg.bus_read(run_id, 0) == ([(1, "values", b"1")], ("success", b"{}"))
+
+
 async def test_expiry_takes_ended_logs_orphans_old_cancels_and_long_thread_logs(pg: Any) -> None:
     ended, orphan, live = new_id(), new_id(), new_id()
     for run_id in (ended, orphan, live):
@@ -91,6 +106,18 @@ async def test_followers_on_another_replica_are_woken_by_notifications(pg: Any, 
                 await asyncio.sleep(0.01)
         assert cancels == [(run_id, "rollback")] and await there.cancel_requested(run_id) == "rollback"
 
+        # Events, v2 events and the end of another run in one write reach both kinds of follower.
+        second, thread_id = new_id(), new_id()
+        follower = asyncio.create_task(follow_into(there.follow(second, -1, _never), got := []))
+        await here.send(second, [(0, "metadata", b"{}")], thread_id,
+                        [ProtocolEvent(1, second, "values", ("b",), None, b"g")], ("success", None))
+        await asyncio.wait_for(follower, 10)
+        assert got == [(0, "metadata", b"{}")] and await there.wait(second, _never) == ("success", None)
+        async with asyncio.timeout(10):
+            async for batch in there.follow_thread(thread_id, 0):
+                assert [(e.seq, e.run_id, e.frame) for e in batch] == [(1, second, b"g")]
+                break
+
         thread_id = new_id()
         await here.publish_thread(thread_id, [ProtocolEvent(7, run_id, "values", ("a",), None, b"f")])
         async with asyncio.timeout(10):
@@ -101,6 +128,11 @@ async def test_followers_on_another_replica_are_woken_by_notifications(pg: Any, 
         await here.stop()
         await there.stop()
         await other.close()
+
+
+async def follow_into(batches: AsyncIterator[list[Any]], into: list[Any]) -> None:
+    async for batch in batches:
+        into.extend(batch)
 
 
 async def _never() -> bool:

@@ -186,27 +186,17 @@ class StreamBroker:
             signal.set()
 
     async def flush(self, stream: RunStream, force: bool = False) -> None:
-        if stream.lease is not None and not stream.lease.trusted():
-            pass  # until the next renewal (or the run's recorded end) says the run is still ours
-        elif self.bus is not None and stream.mirrored < len(stream.events):
-            pending = stream.events[stream.mirrored:]
-            stream.mirrored += len(pending)
-            try:
-                await self.bus.publish(stream.run_id, pending)
-            except Exception as exc:  # the run goes on; followers elsewhere miss these events
-                if stream.lease is None or stream.lease.trusted():  # (else the run is no longer ours)
-                    logger.warning("run %s: sending events to other replicas failed: %s", stream.run_id, exc)
-        if self.bus is not None and stream.protocol_outbox and (stream.lease is None or stream.lease.trusted()):
-            pending, stream.protocol_outbox[:] = list(stream.protocol_outbox), []
-            try:
-                await self.bus.publish_thread(stream.thread_id, pending)
-            except Exception as exc:
-                logger.warning("run %s: sending v2 events to other replicas failed: %s", stream.run_id, exc)
+        """Send new events to the other replicas; with `force`, also store every event of a resumable run."""
+        if self.bus is not None:
+            await self._send(stream)
+        if force:
+            await self._store_rest(stream)
+        # (else the publish already started or queued its group commit: see _schedule_persist)
+
+    async def _store_rest(self, stream: RunStream) -> None:
+        """Store a resumable run's events not stored yet, after any write under way."""
         if not stream.resumable:
             return
-        if not force:
-            return  # the publish already started or queued its group commit (see _schedule_persist)
-        # Now, after any write under way: every event is stored before the run ends.
         task = self._flush_tasks.get(stream.run_id)
         if task is not None:
             await asyncio.wait([task])
@@ -249,12 +239,35 @@ class StreamBroker:
             raise
         stream.stored(stream.flushed)
 
+    async def _send(self, stream: RunStream, end: tuple[str, Any] | None = None) -> None:
+        """Send the other replicas the run's new events and v2 events (and its end) in one write."""
+        events: list[Event] = []
+        protocol: list[ProtocolEvent] = []
+        # Until the next renewal (or the run's recorded end) says the run is still ours, its
+        # events wait: a replica that lost the run sends the others nothing more.
+        if stream.lease is None or stream.lease.trusted():
+            events = stream.events[stream.mirrored:]
+            stream.mirrored += len(events)
+            if stream.protocol_outbox:
+                protocol, stream.protocol_outbox[:] = list(stream.protocol_outbox), []
+        if not (events or protocol or end):
+            return
+        try:
+            await self.bus.send(stream.run_id, events, stream.thread_id, protocol, end)
+        except Exception as exc:  # the run goes on; followers elsewhere miss these events
+            if end is not None or stream.lease is None or stream.lease.trusted():  # (else the run is no longer ours)
+                logger.warning("run %s: sending %s to other replicas failed: %s", stream.run_id,
+                               "its end" if end is not None else "events", exc)
+
     async def finish(self, stream: RunStream, status: str, result: Any) -> None:
-        """Mark the run's log complete, persist it if resumable, expire it later."""
+        """Mark the run's log complete, persist it if resumable, tell the other replicas, expire it later."""
         stream.on_publish = None  # no more group commits: the forced flush stores the rest
-        await self.flush(stream, force=True)
+        await self._store_rest(stream)  # every event is stored before the run ends
+        # Readers here have every event: the run's last events and its end reach the other
+        # replicas in one write after them (followers there wait for the end).
         stream.finish(status, result)
-        await self.end_remote(stream.run_id, status, result)
+        if self.bus is not None:
+            await self._send(stream, (status, result))
         loop = asyncio.get_running_loop()
         self._expiry[stream.run_id] = loop.call_later(self._keep_seconds, self.drop, stream.run_id)
 

@@ -107,6 +107,15 @@ class RedisBus:
                 pipe.expire(key, _ORPHAN_TTL)
             await pipe.execute()
 
+    async def send(self, run_id: str, events: list[Event], thread_id: str, thread_events: list[ProtocolEvent],
+                   end: tuple[str, Any] | None = None) -> None:
+        """A run's new events, its thread's new v2 events and its end (any may be empty or None)."""
+        await self.publish(run_id, events)
+        if thread_events:
+            await self.publish_thread(thread_id, thread_events)
+        if end is not None:
+            await self.end(run_id, *end)
+
     # protocol-v2 thread streams --------------------------------------------------------
     def _thread_key(self, thread_id: str) -> str:
         return f"{self._prefix}thread:{thread_id}"

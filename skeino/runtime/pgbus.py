@@ -120,6 +120,13 @@ class PostgresBus:
         if events:
             await self._storage.bus_publish(run_id, events)
 
+    async def send(self, run_id: str, events: list[Event], thread_id: str, thread_events: list[ProtocolEvent],
+                   end: tuple[str, Any] | None = None) -> None:
+        """A run's new events, its thread's new v2 events and its end (any may be empty or None), in one commit."""
+        await self._storage.bus_send(
+            run_id, events, thread_id, [(e.seq, e.run_id, e.method, list(e.namespace), e.frame) for e in thread_events],
+            (end[0], serde.dumps(end[1])) if end is not None else None)
+
     async def exists(self, run_id: str) -> bool:
         # Rows outlive their expiry until the next sweep; the log is gone for readers at once.
         return await self._storage.bus_exists(run_id, ended_since=time.time() - self._keep)
@@ -161,8 +168,8 @@ class PostgresBus:
 
     # protocol-v2 thread streams --------------------------------------------------------
     async def publish_thread(self, thread_id: str, events: list[ProtocolEvent]) -> None:
-        await self._storage.bus_thread_publish(
-            thread_id, [(e.seq, e.run_id, e.method, list(e.namespace), e.frame) for e in events])
+        if events:
+            await self.send(events[0].run_id, [], thread_id, events)
 
     @staticmethod
     def _thread_event(row: tuple[int, int, str, str, list[str], bytes]) -> ProtocolEvent:

@@ -34,21 +34,45 @@ class BusTables:
     async def bus_notify(self: "PostgresStorage", message: str) -> None:
         await self._exec("SELECT pg_notify(%s, %s)", (CHANNEL, message))
 
-    async def bus_publish(self: "PostgresStorage", run_id: str, events: Sequence[Event]) -> None:
-        """Append a run's events and tell the followers, in one statement."""
+    async def bus_send(self: "PostgresStorage", run_id: str, events: Sequence[Event], thread_id: str | None = None,
+                       thread_events: Sequence[tuple[int, str, str, Sequence[str], bytes]] = (),
+                       end: tuple[str, bytes] | None = None) -> None:
+        """Append a run's events, its thread's v2 events (seq, run_id, method, namespace, frame) and
+        its end (the first one stands), and tell their followers: one statement, so one commit.
+
+        A flush of a run wrote its run and thread events in two autocommit statements, each
+        waiting for its own WAL flush. Every part may be empty; its rows are then none.
+        """
+        notes = ([f"run {run_id}"] if events or end is not None else []) + \
+            ([f"thread {thread_id}"] if thread_events else [])
+        if not notes:
+            return
+        now = time.time()
         await self._exec(
             "WITH added AS (INSERT INTO bus_events (run_id, seq, event, data, created_at) "
-            "SELECT %s, s, e, d, %s FROM unnest(%s::int[], %s::text[], %s::bytea[]) AS x(s, e, d) "
-            "ON CONFLICT DO NOTHING) SELECT pg_notify(%s, %s)",
-            (run_id, time.time(), [e[0] for e in events], [e[1] for e in events], [e[2] for e in events],
-             CHANNEL, f"run {run_id}"))
+            "SELECT %(run)s, s, e, d, %(now)s FROM unnest(%(seqs)s::int[], %(names)s::text[], %(data)s::bytea[]) "
+            "AS x(s, e, d) ON CONFLICT DO NOTHING), "
+            "threaded AS (INSERT INTO bus_thread_events (thread_id, seq, run_id, method, namespace, frame, created_at) "
+            "SELECT %(thread)s, s, r, m, n, f, %(now)s FROM unnest(%(tseqs)s::bigint[], %(truns)s::text[], "
+            "%(methods)s::text[], %(namespaces)s::jsonb[], %(frames)s::bytea[]) AS x(s, r, m, n, f)), "
+            "ended AS (INSERT INTO bus_ends (run_id, status, result, ended_at) "
+            "SELECT %(run)s, st, r, %(now)s FROM unnest(%(status)s::text[], %(result)s::bytea[]) AS x(st, r) "
+            "ON CONFLICT DO NOTHING) "
+            "SELECT pg_notify(%(channel)s, note) FROM unnest(%(notes)s::text[]) AS note",
+            {"run": run_id, "now": now, "seqs": [e[0] for e in events], "names": [e[1] for e in events],
+             "data": [e[2] for e in events], "thread": thread_id, "tseqs": [e[0] for e in thread_events],
+             "truns": [e[1] for e in thread_events], "methods": [e[2] for e in thread_events],
+             "namespaces": [jsonb(list(e[3])) for e in thread_events], "frames": [e[4] for e in thread_events],
+             "status": [end[0]] if end is not None else [], "result": [end[1]] if end is not None else [],
+             "channel": CHANNEL, "notes": notes})
+
+    async def bus_publish(self: "PostgresStorage", run_id: str, events: Sequence[Event]) -> None:
+        """Append a run's events and tell the followers."""
+        await self.bus_send(run_id, events)
 
     async def bus_end(self: "PostgresStorage", run_id: str, status: str, result: bytes) -> None:
         """Record a run's end (the first one stands) and tell its followers."""
-        await self._exec(
-            "WITH ended AS (INSERT INTO bus_ends (run_id, status, result, ended_at) VALUES (%s, %s, %s, %s) "
-            "ON CONFLICT DO NOTHING) SELECT pg_notify(%s, %s)",
-            (run_id, status, result, time.time(), CHANNEL, f"run {run_id}"))
+        await self.bus_send(run_id, (), end=(status, result))
 
     async def bus_read(self: "PostgresStorage", run_id: str, after: int) -> tuple[list[Event], tuple[str, bytes] | None]:
         """The run's events with id > after, and its end if recorded (one snapshot: an end comes after every event)."""
@@ -86,12 +110,8 @@ class BusTables:
     async def bus_thread_publish(self: "PostgresStorage", thread_id: str,
                                  events: Sequence[tuple[int, str, str, Sequence[str], bytes]]) -> None:
         """Append v2 events (seq, run_id, method, namespace, frame) to the thread's log and tell its followers."""
-        await self._exec(
-            "WITH added AS (INSERT INTO bus_thread_events (thread_id, seq, run_id, method, namespace, frame, created_at) "
-            "SELECT %s, s, r, m, n, f, %s FROM unnest(%s::bigint[], %s::text[], %s::text[], %s::jsonb[], %s::bytea[]) "
-            "AS x(s, r, m, n, f)) SELECT pg_notify(%s, %s)",
-            (thread_id, time.time(), [e[0] for e in events], [e[1] for e in events], [e[2] for e in events],
-             [jsonb(list(e[3])) for e in events], [e[4] for e in events], CHANNEL, f"thread {thread_id}"))
+        if events:
+            await self.bus_send(events[0][1], (), thread_id, events)
 
     async def bus_thread_read(self: "PostgresStorage", thread_id: str, after_id: int) -> list[ThreadRow]:
         rows = await self._all("SELECT id, seq, run_id, method, namespace, frame FROM bus_thread_events "
