@@ -6,7 +6,8 @@ from contextlib import asynccontextmanager
 from typing import Any, AsyncIterator, Sequence
 
 import orjson
-from psycopg import AsyncConnection
+from psycopg import AsyncClientCursor, AsyncConnection
+from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 
@@ -64,6 +65,23 @@ class Pooled:
                 await conn.rollback()
                 raise
             await conn.commit()
+
+    async def _script(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[int, list[Record]]]:
+        """Several statements in one message: one round trip, one (implicit) transaction.
+
+        Each statement's row count and rows, in order. The simple protocol that carries
+        several statements takes no parameters, so psycopg binds them here, quoted as
+        literals; an error in any statement rolls back all of them.
+        """
+        async with self._pool.connection() as conn:
+            cur = AsyncClientCursor(conn, row_factory=dict_row)
+            await cur.execute(sql, params, prepare=False)  # type: ignore[arg-type]
+            results = []
+            while True:
+                rows = await cur.fetchall() if cur.description is not None else []
+                results.append((cur.rowcount, rows))
+                if not cur.nextset():
+                    return results  # type: ignore[return-value]
 
     async def _one(self, sql: str, params: Sequence[Any] = (), conn: AsyncConnection | None = None) -> Record | None:
         if conn is not None:

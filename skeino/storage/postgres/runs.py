@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any, Literal, Sequence
 
-from psycopg import AsyncConnection, sql
+from psycopg import AsyncConnection
 
 from skeino.storage import query
 from skeino.storage.access import AccessFilter
@@ -29,14 +29,14 @@ _PENDING = "(SELECT COUNT(*) FROM (SELECT 1 FROM runs WHERE status = 'pending' L
 # the locks in, so the two never deadlock (an interrupt superseding this very run, say); then,
 # in a statement whose snapshot is taken under that lock, the run, and the stamp only if the
 # run did start (a run cancelled while pending leaves its thread as it was).
-_START = sql.SQL(
-    "SELECT 1 FROM threads WHERE thread_id = {thread} FOR UPDATE; "
-    "WITH started AS (UPDATE runs SET status = 'running', updated_at = {now} WHERE run_id = {run} "
-    "AND status = 'pending' RETURNING 1), "
-    "stamped AS (UPDATE threads SET metadata = metadata || {meta}, updated_at = {now} WHERE thread_id = {thread} "
-    "AND NOT metadata @> {meta} AND EXISTS (SELECT 1 FROM started) RETURNING 1) "
-    "SELECT COUNT(*) AS n FROM started; "
-    "SET LOCAL synchronous_commit TO off")
+_START = ("SELECT 1 FROM threads WHERE thread_id = %(thread)s FOR UPDATE; "
+          "WITH started AS (UPDATE runs SET status = 'running', updated_at = %(now)s WHERE run_id = %(run)s "
+          "AND status = 'pending' RETURNING 1), "
+          "stamped AS (UPDATE threads SET metadata = metadata || %(meta)s, updated_at = %(now)s "
+          "WHERE thread_id = %(thread)s AND NOT metadata @> %(meta)s AND EXISTS (SELECT 1 FROM started) RETURNING 1) "
+          "SELECT COUNT(*) AS n FROM started; "
+          "SET LOCAL synchronous_commit TO off")
+_NO_FLUSH = "SET LOCAL synchronous_commit TO off"  # the message's commit does not wait for the disk
 
 
 class _Refused(Exception):
@@ -49,6 +49,28 @@ _HELD = "status = 'running' AND lease_epoch = %s"  # the run is still under the 
 def _fenced(fence: int | None) -> tuple[str, list[Any]]:
     """The WHERE clause (and its parameters) that fences a write of a run's outcome (see Storage.run_finish)."""
     return ("", []) if fence is None else (f" AND {_HELD}", [fence])
+
+
+def _run_insert(record: Record, reject_if_busy: bool, limits: QueueLimits | None,
+                extra: tuple[str, list[Any]] = ("", [])) -> tuple[str, list[Any]]:
+    """The INSERT of a run with the reject and queue checks (and `extra`, a condition) in its WHERE."""
+    thread_id = record["thread_id"]
+    record = stored(record)  # its kwargs without what the columns say (storage/runkwargs.py)
+    conds, params = ([extra[0]], list(extra[1])) if extra[0] else ([], [])
+    if reject_if_busy:
+        conds.append(f"NOT EXISTS (SELECT 1 FROM runs WHERE thread_id = %s AND {_INFLIGHT})")
+        params.append(thread_id)
+    if limits is not None and limits.thread is not None:
+        conds.append(_PENDING_ON_THREAD + " < %s")
+        params += [thread_id, limits.thread, limits.thread]
+    if limits is not None and limits.server is not None:
+        conds.append(_PENDING + " < %s")
+        params += [limits.server, limits.server]
+    values = [DIALECT.value(c, record.get(c)) for c in RUN_COLS]
+    if not conds:
+        return query.insert(DIALECT, "runs", RUN_COLS, record)
+    return (f"INSERT INTO runs ({cols(RUN_COLS)}) SELECT {DIALECT.placeholders(len(RUN_COLS))} "
+            f"WHERE {' AND '.join(conds)}", [*values, *params])
 
 
 class RunTables:
@@ -81,27 +103,17 @@ class RunTables:
         after the thread's lock was taken, in a statement of their own, so they see every
         run committed before it (a check in the locking statement would not).
         """
-        thread_id = record["thread_id"]
-        record = stored(record)  # its kwargs without what the columns say (storage/runkwargs.py)
-        conds, params = [], []
-        if reject_if_busy:
-            conds.append(f"NOT EXISTS (SELECT 1 FROM runs WHERE thread_id = %s AND {_INFLIGHT})")
-            params.append(thread_id)
-        if limits is not None and limits.thread is not None:
-            conds.append(_PENDING_ON_THREAD + " < %s")
-            params += [thread_id, limits.thread, limits.thread]
-        if limits is not None and limits.server is not None:
-            conds.append(_PENDING + " < %s")
-            params += [limits.server, limits.server]
-        if not conds:
-            await self._exec(*query.insert(DIALECT, "runs", RUN_COLS, record), conn)
+        sql, params = _run_insert(record, reject_if_busy, limits)
+        if await self._exec(sql, params, conn):
             return True
-        values = [DIALECT.value(c, record.get(c)) for c in RUN_COLS]
-        if await self._exec(f"INSERT INTO runs ({cols(RUN_COLS)}) SELECT {DIALECT.placeholders(len(RUN_COLS))} "
-                            f"WHERE {' AND '.join(conds)}", [*values, *params], conn):
-            return True
-        # Refused: say why, in the order the contract gives (busy, then the thread's bound, then
-        # the server's).
+        return await self._refusal(conn, record["thread_id"], reject_if_busy, limits)
+
+    async def _refusal(self: "PostgresStorage", conn: AsyncConnection | None, thread_id: str, reject_if_busy: bool,
+                       limits: QueueLimits | None) -> Literal[False]:
+        """Why the INSERT refused the run: False if busy, else QueueFull raised.
+
+        In the order the contract gives (busy, then the thread's bound, then the server's).
+        """
         if reject_if_busy and await self._one(
                 f"SELECT 1 FROM runs WHERE thread_id = %s AND {_INFLIGHT} LIMIT 1", (thread_id,), conn):
             return False
@@ -149,6 +161,8 @@ class RunTables:
     async def run_create(self: "PostgresStorage", record: Record, *, reject_if_busy: bool,
                          new_thread: Record | None = None, access: AccessFilter | None = None,
                          limits: QueueLimits | None = None, flush: bool = True) -> Record | None:
+        if new_thread is None:
+            return await self._run_create_on_thread(record, reject_if_busy, access, limits, flush)
         try:
             async with self._tx(flush=flush) as conn:
                 await self._lock_thread_for_run(conn, record["thread_id"], new_thread, access, record["created_at"])
@@ -158,24 +172,44 @@ class RunTables:
             return None
         return record
 
+    async def _run_create_on_thread(self: "PostgresStorage", record: Record, reject_if_busy: bool,
+                                    access: AccessFilter | None, limits: QueueLimits | None, flush: bool) -> Record | None:
+        """run_create on an existing thread in one message: one round trip, one implicit transaction.
+
+        The thread's lock; the run, inserted only if the thread is there (and the caller's) and
+        the checks pass, in a statement whose snapshot is taken under the lock; the thread
+        marked busy only if the run went in. Refused, nothing was written, and why is asked
+        after.
+        """
+        thread_id = record["thread_id"]
+        where = query.Where(DIALECT).eq("thread_id", thread_id).access(access)
+        insert, params = _run_insert(record, reject_if_busy, limits,
+                                     (f"EXISTS (SELECT 1 FROM threads{where.sql})", where.params))
+        results = await self._script(
+            f"SELECT 1 FROM threads{where.sql} FOR UPDATE; {insert}; "
+            "UPDATE threads SET status = 'busy', updated_at = %s WHERE thread_id = %s "
+            "AND EXISTS (SELECT 1 FROM runs WHERE run_id = %s)" + ("" if flush else "; " + _NO_FLUSH),
+            [*where.params, *params, record["created_at"], thread_id, record["run_id"]])
+        if not results[0][0]:
+            raise LookupError(thread_id)
+        if results[1][0]:
+            return record
+        await self._refusal(None, thread_id, reject_if_busy, limits)  # busy, or QueueFull raised
+        return None
+
     async def run_transition(self: "PostgresStorage", run_id: str, from_status: str, to_status: str) -> bool:
         return await self._exec("UPDATE runs SET status = %s, updated_at = %s WHERE run_id = %s AND status = %s",
                                 (to_status, now_iso(), run_id, from_status)) > 0
 
     async def run_start(self: "PostgresStorage", run_id: str, thread_id: str, thread_metadata: Record) -> bool:
-        # One message, so one round trip and one (implicit) transaction, in the simple protocol,
-        # which takes several statements but no parameters: the values go in as quoted literals.
-        # The thread belongs to the graph that runs on it now (state is read through it); a
-        # thread already stamped so is not written. The commit does not wait for the disk:
-        # lost in a crash, the run reads pending again and is queued at restart, and whatever
-        # it wrote since (a checkpoint, its end) waited for the disk, this included.
-        message = _START.format(meta=sql.Literal(jsonb(thread_metadata)), now=sql.Literal(now_iso()),
-                                run=sql.Literal(run_id), thread=sql.Literal(thread_id))
-        async with self._pool.connection() as conn:
-            cur = await conn.execute(message, prepare=False)
-            cur.nextset()
-            row = await cur.fetchone()
-            return bool(row and row["n"])
+        # One message, one round trip (see _START). The thread belongs to the graph that runs
+        # on it now (state is read through it); a thread already stamped so is not written.
+        # The commit does not wait for the disk: lost in a crash, the run reads pending again
+        # and is queued at restart, and whatever it wrote since (a checkpoint, its end) waited
+        # for the disk, this included.
+        results = await self._script(_START, {"thread": thread_id, "run": run_id, "now": now_iso(),
+                                              "meta": jsonb(thread_metadata)})
+        return bool(results[1][1][0]["n"])
 
     async def _stamp(self: "PostgresStorage", conn: AsyncConnection, thread_id: str, metadata: Record, now: str) -> None:
         # The thread belongs to the graph that runs on it now (state is read through it).
@@ -186,21 +220,22 @@ class RunTables:
                          thread_changes: Record, *, fence: int | None = None) -> bool:
         now = now_iso()
         held, held_params = _fenced(fence)
-        async with self._tx() as conn:
-            await self._one("SELECT 1 FROM threads WHERE thread_id = %s FOR UPDATE", (thread_id,), conn)
-            # The run's end and the thread's state in one statement, read once the lock is
-            # held: its snapshot has every run created before. The statement does not see its
-            # own change to the run, so "still busy" looks at the thread's other runs. With a
-            # fence the thread changes only if the run's row did (the lease is still held).
-            changes = {k: v for k, v in thread_changes.items() if k != "status"}
-            sets, params = query.assignments(DIALECT, {**changes, "updated_at": now})
-            written = await self._exec(
-                "WITH ended AS (UPDATE runs SET status = %s, updated_at = %s, owner = NULL, lease_until = NULL "
-                f"WHERE run_id = %s{held} RETURNING 1) UPDATE threads SET {sets}, status = CASE WHEN EXISTS "
-                f"(SELECT 1 FROM runs WHERE thread_id = %s AND run_id <> %s AND {_INFLIGHT}) THEN 'busy' "
-                f"ELSE COALESCE(%s, status) END WHERE thread_id = %s{' AND EXISTS (SELECT 1 FROM ended)' if held else ''}",
-                [status, now, run_id, *held_params, *params, thread_id, run_id, thread_changes.get("status"),
-                 thread_id], conn)
+        # The thread's lock, then the run's end and the thread's state in one statement, read
+        # once the lock is held: its snapshot has every run created before. The statement does
+        # not see its own change to the run, so "still busy" looks at the thread's other runs.
+        # With a fence the thread changes only if the run's row did (the lease is still held).
+        # Both in one message (one round trip, one implicit transaction).
+        changes = {k: v for k, v in thread_changes.items() if k != "status"}
+        sets, params = query.assignments(DIALECT, {**changes, "updated_at": now})
+        results = await self._script(
+            "SELECT 1 FROM threads WHERE thread_id = %s FOR UPDATE; "
+            "WITH ended AS (UPDATE runs SET status = %s, updated_at = %s, owner = NULL, lease_until = NULL "
+            f"WHERE run_id = %s{held} RETURNING 1) UPDATE threads SET {sets}, status = CASE WHEN EXISTS "
+            f"(SELECT 1 FROM runs WHERE thread_id = %s AND run_id <> %s AND {_INFLIGHT}) THEN 'busy' "
+            f"ELSE COALESCE(%s, status) END WHERE thread_id = %s{' AND EXISTS (SELECT 1 FROM ended)' if held else ''}",
+            [thread_id, status, now, run_id, *held_params, *params, thread_id, run_id, thread_changes.get("status"),
+             thread_id])
+        written = results[1][0]
         return written > 0 or not held
 
     async def run_get(self: "PostgresStorage", run_id: str, thread_id: str | None = None, *,
