@@ -82,3 +82,45 @@ async def test_postgres_relaxes_only_that_transaction(storage: Storage, backend:
     finally:
         async with pool.connection() as conn:
             await conn.execute(f"DROP TABLE {table}")
+
+
+async def test_postgres_checkpoint_writes_of_async_runs_do_not_wait_for_the_disk(storage: Storage, backend: Any) -> None:
+    """Only writes of a run with LangGraph's default durability relax the commit, and no call waits for another's."""
+    if backend.name != "postgres":
+        pytest.skip("Postgres's checkpointer")
+    import asyncio
+
+    from skeino.storage.base import CHECKPOINT_FLUSH
+    from skeino.storage.postgres.fenced import _WRITING
+
+    saver = storage.checkpointer  # type: ignore[attr-defined]
+
+    async def setting(flush: bool, writing: bool) -> str:
+        CHECKPOINT_FLUSH.set(flush)
+        _WRITING.set(writing)
+        async with saver._cursor(pipeline=True) as cur:
+            await cur.execute("SELECT current_setting('synchronous_commit') AS s")
+            return (await cur.fetchone())["s"]
+
+    # Each in a task of its own, as runs are: the context variables stay there.
+    assert await asyncio.create_task(setting(False, True)) == "off"
+    assert await asyncio.create_task(setting(True, True)) == "on"
+    assert await asyncio.create_task(setting(False, False)) == "on"  # reads are left alone
+
+    # Two calls at once both get in: the saver's own lock does not serialize them on a pool.
+    inside = asyncio.Event()
+    release = asyncio.Event()
+
+    async def holder() -> None:
+        async with saver._cursor() as cur:
+            await cur.execute("SELECT 1")
+            inside.set()
+            await release.wait()
+
+    held = asyncio.create_task(holder())
+    await inside.wait()
+    try:
+        assert await asyncio.wait_for(asyncio.create_task(setting(True, False)), 5) == "on"
+    finally:
+        release.set()
+        await held

@@ -23,7 +23,7 @@ from skeino.runtime.compat import is_unknown_interrupt
 from skeino.runtime.lease import Lease
 from skeino.runtime.metrics import Metrics
 from skeino.runtime.state import interrupt_dict, thread_interrupts
-from skeino.storage.base import LEASE_FENCE, LeaseLost, Record, Storage, now_iso
+from skeino.storage.base import CHECKPOINT_FLUSH, LEASE_FENCE, LeaseLost, Record, Storage, now_iso
 from skeino.streaming.modes import EVENTS, StreamMapper
 from skeino.streaming.protocol import FULL_MODES, ProtocolMapper
 
@@ -128,6 +128,8 @@ class RunExecutor:
         # The run acts for its own caller, never for whichever request started this worker task.
         caller_token = caller.set(run_caller)
         fence_token = LEASE_FENCE.set((run_id, lease.epoch) if lease is not None else None)
+        # Set for this task's context only (the run's own task), so it needs no reset.
+        CHECKPOINT_FLUSH.set(kwargs.get("durability") not in (None, "async"))
         graph_id = config["configurable"]["graph_id"]
         modes = kwargs["stream_mode"]
         subgraphs = bool(kwargs.get("subgraphs"))

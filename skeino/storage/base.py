@@ -57,6 +57,12 @@ class LeaseLost(Exception):
 # honours it raises LeaseLost instead of writing once the run was taken over.
 LEASE_FENCE: ContextVar[tuple[str, int] | None] = ContextVar("skeino_lease_fence", default=None)
 
+# False while a run executes whose checkpoints LangGraph writes behind its steps (durability
+# "async", its default): LangGraph already lets a crash lose the latest of those, so a backend
+# may commit them without waiting for the disk. The run's end is recorded with a commit that
+# does wait, which makes every checkpoint before it durable too.
+CHECKPOINT_FLUSH: ContextVar[bool] = ContextVar("skeino_checkpoint_flush", default=True)
+
 
 RUN_INFLIGHT = ("pending", "running")
 RUN_FINAL = ("success", "error", "timeout", "interrupted")

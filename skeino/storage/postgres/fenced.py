@@ -7,6 +7,10 @@ each checkpoint write is one transaction that first calls skeino_fence, which sh
 the run row and fails unless the run is still running under that lease epoch. A take-over
 then either waits for the write to commit or makes it fail with LeaseLost. The fence costs
 a few round trips per checkpoint write (BEGIN, the fence, COMMIT).
+
+Unfenced, on a pool, the saver takes no lock of its own (each call has its own connection),
+and a run with LangGraph's default durability writes each checkpoint in one pipelined
+transaction that does not wait for the disk (storage.base.CHECKPOINT_FLUSH).
 """
 
 from __future__ import annotations
@@ -20,8 +24,9 @@ from langgraph.checkpoint.postgres import _ainternal
 from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
 from psycopg import AsyncCursor
 from psycopg.rows import DictRow, dict_row
+from psycopg_pool import AsyncConnectionPool
 
-from skeino.storage.base import LEASE_FENCE, LeaseLost
+from skeino.storage.base import CHECKPOINT_FLUSH, LEASE_FENCE, LeaseLost
 
 FENCE_SQLSTATE = "SK409"  # raised by skeino_fence (migration 5)
 
@@ -49,13 +54,37 @@ class FencedPostgresSaver(AsyncPostgresSaver):
     @asynccontextmanager
     async def _cursor(self, *, pipeline: bool = False) -> AsyncIterator[AsyncCursor[DictRow]]:
         fence = LEASE_FENCE.get()
-        if fence is None or not _WRITING.get():
+        writing = _WRITING.get()
+        if fence is not None and writing:
+            async with self._fenced(fence) as cur:
+                yield cur
+            return
+        if not isinstance(self.conn, AsyncConnectionPool):
             async with super()._cursor(pipeline=pipeline) as cur:
                 yield cur
             return
-        # A pool connection of its own (no need for the saver's lock, which guards one shared
-        # connection), and no pipeline: a replica paused mid-pipeline leaves its session
-        # "active" with the fence's lock held, where idle_in_transaction_session_timeout
+        # On a pool each call has a connection of its own: the saver's lock, which guards one
+        # shared connection, would only make every run's checkpoint reads and writes wait
+        # for each other's.
+        async with self.conn.connection() as conn:
+            if writing and not CHECKPOINT_FLUSH.get():
+                # One transaction (not one per statement, as a pipeline in autocommit makes),
+                # pipelined, whose commit does not wait for the disk (see CHECKPOINT_FLUSH).
+                async with conn.pipeline(), conn.transaction():
+                    await conn.execute("SET LOCAL synchronous_commit TO off", prepare=False)
+                    async with conn.cursor(binary=True, row_factory=dict_row) as cur:
+                        yield cur
+            elif pipeline:
+                async with conn.pipeline(), conn.cursor(binary=True, row_factory=dict_row) as cur:
+                    yield cur
+            else:
+                async with conn.cursor(binary=True, row_factory=dict_row) as cur:
+                    yield cur
+
+    @asynccontextmanager
+    async def _fenced(self, fence: tuple[str, int]) -> AsyncIterator[AsyncCursor[DictRow]]:
+        # A pool connection of its own, and no pipeline: a replica paused mid-pipeline leaves
+        # its session "active" with the fence's lock held, where idle_in_transaction_session_timeout
         # (see backend.py) cannot end it; between plain statements it is "idle in transaction".
         async with _ainternal.get_connection(self.conn) as conn:
             async with conn.transaction(), conn.cursor(binary=True, row_factory=dict_row) as cur:
