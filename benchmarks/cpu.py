@@ -7,7 +7,10 @@ variant (as `runs.py`'s throughput figure: thread runs `POST /threads/{id}/runs/
 each client on its own thread; stateless runs `POST /runs/wait`), and reads the server
 process's CPU time (user + system, its children included) from /proc around the timed runs.
 Old and new alternate within every round, and the order flips from round to round, so load
-from other processes on the machine falls on both alike.
+from other processes on the machine falls on both alike. With `--together` both servers run
+at once instead, each with its own `--concurrency` clients, one variant at a time: the load of
+each moment falls on both, which a shared machine whose load swings within a minute needs
+for differences of a few percent (each server then also competes with the other).
 
 Figures (one JSON line each, on stdout):
 
@@ -18,6 +21,7 @@ Figures (one JSON line each, on stdout):
 Examples:
   python benchmarks/cpu.py --old 6812c6b
   python benchmarks/cpu.py --old 6812c6b --new HEAD --rounds 5 --runs 800
+  python benchmarks/cpu.py --old HEAD --together --rounds 4   # a change in the work tree, A/B
 """
 
 from __future__ import annotations
@@ -56,13 +60,13 @@ def _load() -> float:
     return round(os.getloadavg()[0], 2)
 
 
-async def _measure(source: Path, args: argparse.Namespace) -> list[dict[str, Any]]:
+async def _measure(source: Path, args: argparse.Namespace, variants: list[str] | None = None) -> list[dict[str, Any]]:
     """One server from `source`: each variant's throughput and server CPU per run."""
     out = []
     with ServerProcess(source / "benchmarks" / "langgraph.json", source=source) as server:
         client = HttpxClient(server.url, args.concurrency, {})
         try:
-            for variant in args.variants:
+            for variant in variants or args.variants:
                 thread = variant == "thread"
 
                 async def run(thread_id: Any) -> bool:
@@ -75,6 +79,30 @@ async def _measure(source: Path, args: argparse.Namespace) -> list[dict[str, Any
         finally:
             await client.aclose()
     return out
+
+
+async def _round(trees: dict[str, tuple[str, Path]], i: int, args: argparse.Namespace) -> list[dict[str, Any]]:
+    """One round: each tree's figures, tagged with the tree."""
+    rows: list[dict[str, Any]] = []
+
+    def tag(name: str, records: list[dict[str, Any]]) -> None:
+        for record in records:
+            row = {"bench": "cpu_round", "round": i + 1, "tree": name, "commit": trees[name][0], **record}
+            rows.append(row)
+            emit(row)
+
+    if args.together:
+        for variant in args.variants:
+            log(f"round {i + 1}/{args.rounds}: {variant}, old and new at once")
+            old, new = await asyncio.gather(*(_measure(trees[name][1], args, [variant]) for name in ("old", "new")))
+            tag("old", old)
+            tag("new", new)
+        return rows
+    order = ["old", "new"] if i % 2 == 0 else ["new", "old"]
+    for name in order:
+        log(f"round {i + 1}/{args.rounds}: {name} ({trees[name][0]})")
+        tag(name, await _measure(trees[name][1], args))
+    return rows
 
 
 def _median(rows: list[dict[str, Any]], key: str) -> float | None:
@@ -96,17 +124,10 @@ async def main(args: argparse.Namespace) -> None:
             trees["new"] = (f"{head} (work tree)", REPO_DIR)
         emit(environment_record("cpu.py", loop_name(args.loop), {
             "old": trees["old"][0], "new": trees["new"][0], "rounds": args.rounds, "runs": args.runs,
-            "concurrency": args.concurrency, "variants": args.variants}))
+            "concurrency": args.concurrency, "variants": args.variants, "together": args.together}))
         rows: list[dict[str, Any]] = []
         for i in range(args.rounds):
-            order = ["old", "new"] if i % 2 == 0 else ["new", "old"]
-            for name in order:
-                commit, source = trees[name]
-                log(f"round {i + 1}/{args.rounds}: {name} ({commit})")
-                for record in await _measure(source, args):
-                    row = {"bench": "cpu_round", "round": i + 1, "tree": name, "commit": commit, **record}
-                    rows.append(row)
-                    emit(row)
+            rows += await _round(trees, i, args)
         for variant in args.variants:
             summary: dict[str, Any] = {"bench": "cpu_summary", "variant": variant, "concurrency": args.concurrency,
                                        "runs": args.runs, "rounds": args.rounds}
@@ -119,6 +140,14 @@ async def main(args: argparse.Namespace) -> None:
                 before, after = summary["old"][key], summary["new"][key]
                 if before and after:
                     summary[f"{key}_new_over_old"] = round(after / before, 3)
+            # Per round, new against old: the load both saw was the same only within a round.
+            ratios = [new["server_cpu_ms_per_item"] / old["server_cpu_ms_per_item"]
+                      for old, new in zip(*([r for r in rows if r["tree"] == name and r["variant"] == variant]
+                                            for name in ("old", "new")))
+                      if old.get("server_cpu_ms_per_item") and new.get("server_cpu_ms_per_item")]
+            if ratios:
+                summary["server_cpu_ratio_per_round"] = [round(r, 3) for r in ratios]
+                summary["server_cpu_ratio_median"] = round(statistics.median(ratios), 3)
             summary["load_avg_1m"] = [r["load_avg_1m"] for r in rows if r["variant"] == variant]
             emit(summary)
     finally:
@@ -134,6 +163,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--concurrency", type=int, default=16, help="concurrent clients (default 16)")
     p.add_argument("--variants", type=lambda s: s.split(","), default=["thread", "stateless"],
                    help="thread, stateless (default both)")
+    p.add_argument("--together", action="store_true",
+                   help="run old and new at the same time in each round instead of one after the other")
     p.add_argument("--loop", default="auto", choices=["auto", "uvloop", "asyncio"], help="client event loop")
     args = p.parse_args(argv)
     for v in args.variants:
@@ -147,7 +178,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 if __name__ == "__main__":
     arguments = parse_args()
     sigterm_as_exit()
-    raise_nofile(4 * arguments.concurrency + 256)
+    raise_nofile((8 if arguments.together else 4) * arguments.concurrency + 256)
     try:
         run_main(lambda: main(arguments), arguments.loop)
     except KeyboardInterrupt:
