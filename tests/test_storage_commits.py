@@ -94,33 +94,51 @@ async def test_postgres_checkpoint_writes_of_async_runs_do_not_wait_for_the_disk
     from skeino.storage.postgres.fenced import _WRITING
 
     saver = storage.checkpointer  # type: ignore[attr-defined]
+    table = f"checkpoint_probe_{new_id().replace('-', '')}"
+    async with saver.conn.connection() as conn:
+        await conn.execute(f"CREATE TABLE {table} (case_name text, setting text)")
 
-    async def setting(flush: bool, writing: bool) -> str:
+    async def write(case: str, flush: bool, writing: bool) -> None:
         CHECKPOINT_FLUSH.set(flush)
         _WRITING.set(writing)
         async with saver._cursor(pipeline=True) as cur:
-            await cur.execute("SELECT current_setting('synchronous_commit') AS s")
-            return (await cur.fetchone())["s"]
+            await cur.execute(f"INSERT INTO {table} SELECT %s, current_setting('synchronous_commit')", (case,))
+            await cur.executemany(f"INSERT INTO {table} VALUES (%s, %s)", [(case, "x"), (case, "y")])
 
-    # Each in a task of its own, as runs are: the context variables stay there.
-    assert await asyncio.create_task(setting(False, True)) == "off"
-    assert await asyncio.create_task(setting(True, True)) == "on"
-    assert await asyncio.create_task(setting(False, False)) == "on"  # reads are left alone
-
-    # Two calls at once both get in: the saver's own lock does not serialize them on a pool.
-    inside = asyncio.Event()
-    release = asyncio.Event()
-
-    async def holder() -> None:
-        async with saver._cursor() as cur:
-            await cur.execute("SELECT 1")
-            inside.set()
-            await release.wait()
-
-    held = asyncio.create_task(holder())
-    await inside.wait()
     try:
-        assert await asyncio.wait_for(asyncio.create_task(setting(True, False)), 5) == "on"
+        # Each in a task of its own, as runs are: the context variables stay there.
+        await asyncio.create_task(write("async run", False, True))
+        await asyncio.create_task(write("sync run", True, True))
+        await asyncio.create_task(write("not a write", False, False))  # reads and deletes are left alone
+        async with saver.conn.connection() as conn:
+            rows = await (await conn.execute(f"SELECT case_name, setting FROM {table} WHERE setting NOT IN ('x', 'y')")).fetchall()
+            assert {r["case_name"]: r["setting"] for r in rows} == {"async run": "off", "sync run": "on", "not a write": "on"}
+            n = await (await conn.execute(f"SELECT count(*) AS n FROM {table}")).fetchone()
+            assert n["n"] == 9  # every statement of every batch landed
+
+        # A saver that read a write's results back is told so, not given nothing.
+        _WRITING.set(True)
+        with pytest.raises(AttributeError, match="batched"):
+            async with saver._cursor(pipeline=True) as cur:
+                await cur.fetchone()
+        _WRITING.set(False)
+
+        # Two calls at once both get in: the saver's own lock does not serialize them on a pool.
+        inside, release = asyncio.Event(), asyncio.Event()
+
+        async def holder() -> None:
+            async with saver._cursor() as cur:
+                await cur.execute("SELECT 1")
+                inside.set()
+                await release.wait()
+
+        held = asyncio.create_task(holder())
+        await inside.wait()
+        try:
+            await asyncio.wait_for(asyncio.create_task(write("beside", True, False)), 5)
+        finally:
+            release.set()
+            await held
     finally:
-        release.set()
-        await held
+        async with saver.conn.connection() as conn:
+            await conn.execute(f"DROP TABLE {table}")
