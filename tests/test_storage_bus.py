@@ -130,6 +130,30 @@ async def test_followers_on_another_replica_are_woken_by_notifications(pg: Any, 
         await other.close()
 
 
+async def test_a_reader_told_to_stop_stops_between_reads(pg: Any) -> None:
+    """Waiting and following end when `stop` is set, though the run has not ended (it executes here now)."""
+    bus = PostgresBus(pg, 10)
+    await bus.start()
+    try:
+        run_id, stop = new_id(), asyncio.Event()
+        await pg.bus_send(run_id, [(0, "metadata", b"{}")])
+        waiting = asyncio.create_task(bus.wait(run_id, _never, stop))
+        got: list[Any] = []
+        following = asyncio.create_task(follow_into(bus.follow(run_id, -1, _never, stop), got))
+        async with asyncio.timeout(10):
+            while not got:
+                await asyncio.sleep(0.01)
+        assert not waiting.done() and not following.done()
+        stop.set()
+        assert await asyncio.wait_for(waiting, 10) is None
+        await asyncio.wait_for(following, 10)
+        assert got == [(0, "metadata", b"{}")]
+        # Set before the first read: nothing is read at all.
+        assert await asyncio.wait_for(bus.wait(new_id(), _never, stop), 10) is None
+    finally:
+        await bus.stop()
+
+
 async def follow_into(batches: AsyncIterator[list[Any]], into: list[Any]) -> None:
     async for batch in batches:
         into.extend(batch)

@@ -138,6 +138,8 @@ class StreamBroker:
         self._flush_tasks: dict[str, asyncio.Task[None]] = {}
         # Held by the runs that feed a log and the connections that read it.
         self._thread_logs: weakref.WeakValueDictionary[str, ThreadLog] = weakref.WeakValueDictionary()
+        # Set when a run's stream opens here; held by the readers of the bus waiting for it.
+        self._opening: weakref.WeakValueDictionary[str, asyncio.Event] = weakref.WeakValueDictionary()
 
     def open(self, run_id: str, thread_id: str, resumable: bool) -> RunStream:
         stream = RunStream(run_id, thread_id, resumable, protocol=self.thread_log(thread_id),
@@ -145,7 +147,23 @@ class StreamBroker:
         if resumable:
             stream.on_publish = lambda: self._schedule_persist(stream)
         self._streams[run_id] = stream
+        opening = self._opening.pop(run_id, None)
+        if opening is not None:
+            opening.set()
         return stream
+
+    def opened(self, run_id: str) -> asyncio.Event:
+        """An event set once the run's stream is open here.
+
+        A reader following a run through the bus stops there and reads memory instead: this
+        replica executes the run, and reading the bus at every flush cost a transaction each.
+        """
+        event = self._opening.get(run_id)
+        if event is None:
+            event = self._opening[run_id] = asyncio.Event()
+        if run_id in self._streams:
+            event.set()
+        return event
 
     def get(self, run_id: str) -> RunStream | None:
         return self._streams.get(run_id)

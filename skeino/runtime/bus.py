@@ -173,11 +173,15 @@ class RedisBus:
             except redis.ResponseError:  # already ended (e.g. cancelled twice)
                 pass
 
-    async def follow(self, run_id: str, after: int, ended: Callable[[], Awaitable[bool]]) -> AsyncIterator[list[Event]]:
-        """Events with id > after until the run's end entry (or, failing one, until `ended()` says so)."""
+    async def follow(self, run_id: str, after: int, ended: Callable[[], Awaitable[bool]],
+                     stop: asyncio.Event | None = None) -> AsyncIterator[list[Event]]:
+        """Events with id > after until the run's end entry (or, failing one, until `ended()` says so).
+
+        Also returns once `stop` is set, checked between reads (a read is never cancelled halfway).
+        """
         key, last = self._key(run_id), f"0-{after + 1}" if after >= 0 else "0-0"
         quiet = False
-        while True:
+        while stop is None or not stop.is_set():
             reply = await self._redis.xread({key: last}, count=1000, block=None if quiet else _BLOCK_MS)
             entries = reply[0][1] if reply else []
             batch: list[Event] = []
@@ -196,8 +200,12 @@ class RedisBus:
             elif await ended():
                 quiet = True
 
-    async def wait(self, run_id: str, ended: Callable[[], Awaitable[bool]]) -> tuple[str, Any] | None:
-        """(status, result) once the run's end entry is there; None if it ended without one."""
+    async def wait(self, run_id: str, ended: Callable[[], Awaitable[bool]],
+                   stop: asyncio.Event | None = None) -> tuple[str, Any] | None:
+        """(status, result) once the run's end entry is there; None if it ended without one.
+
+        None as well once `stop` is set, checked between reads (a read is never cancelled halfway).
+        """
         key = self._key(run_id)
         tail = await self._redis.xrevrange(key, count=1)
         last = tail[0][0].decode() if tail else "0-0"
@@ -212,4 +220,6 @@ class RedisBus:
             reply = await self._redis.xread({key: last}, count=1000, block=_BLOCK_MS)
             entries = reply[0][1] if reply else []
             if not entries and await ended():
+                return None
+            if stop is not None and stop.is_set() and not any(b"end" in fields for _, fields in entries):
                 return None

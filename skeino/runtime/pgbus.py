@@ -97,13 +97,17 @@ class PostgresBus:
         return waiter
 
     @staticmethod
-    async def _news(waiter: asyncio.Future[None]) -> bool:
-        """Wait for the notification, at most `_POLL` seconds; whether it came."""
-        try:
-            await asyncio.wait_for(asyncio.shield(waiter), _POLL)
-            return True
-        except TimeoutError:
-            return False
+    async def _news(waiter: asyncio.Future[None], stop: asyncio.Event | None = None) -> bool:
+        """Wait for the notification (or `stop`), at most `_POLL` seconds; whether either came."""
+        waits: set[asyncio.Future[Any]] = {waiter}
+        stopped = asyncio.ensure_future(stop.wait()) if stop is not None else None
+        if stopped is not None:
+            waits.add(stopped)
+        # asyncio.wait leaves the waiter as it is on timeout (other readers share it).
+        done, _ = await asyncio.wait(waits, timeout=_POLL, return_when=asyncio.FIRST_COMPLETED)
+        if stopped is not None and not stopped.done():
+            stopped.cancel()
+        return bool(done)
 
     # control --------------------------------------------------------------------------
     async def wake(self) -> None:
@@ -137,10 +141,15 @@ class PostgresBus:
     async def end(self, run_id: str, status: str, result: Any) -> None:
         await self._storage.bus_end(run_id, status, serde.dumps(result))
 
-    async def follow(self, run_id: str, after: int, ended: Callable[[], Awaitable[bool]]) -> AsyncIterator[list[Event]]:
-        """Events with id > after until the run's end row (or, failing one, until `ended()` says so)."""
+    async def follow(self, run_id: str, after: int, ended: Callable[[], Awaitable[bool]],
+                     stop: asyncio.Event | None = None) -> AsyncIterator[list[Event]]:
+        """Events with id > after until the run's end row (or, failing one, until `ended()` says so).
+
+        Also returns once `stop` is set, checked between reads: a read is never cancelled
+        halfway (that would leave its pooled connection busy until the pool reclaimed it).
+        """
         key, last, quiet = f"run {run_id}", after, False
-        while True:
+        while stop is None or not stop.is_set():
             waiter = self._waiter(key)
             events, end = await self._storage.bus_read(run_id, last)
             if events:
@@ -150,21 +159,26 @@ class PostgresBus:
                 return
             if events:
                 continue
-            if not await self._news(waiter) and await ended():
+            if not await self._news(waiter, stop) and await ended():
                 quiet = True  # one last read finds what the end left behind
 
-    async def wait(self, run_id: str, ended: Callable[[], Awaitable[bool]]) -> tuple[str, Any] | None:
-        """(status, result) once the run's end row is there; None if it ended without one."""
+    async def wait(self, run_id: str, ended: Callable[[], Awaitable[bool]],
+                   stop: asyncio.Event | None = None) -> tuple[str, Any] | None:
+        """(status, result) once the run's end row is there; None if it ended without one.
+
+        None as well once `stop` is set, checked between reads (see `follow`).
+        """
         key, last = f"run {run_id}", -1
-        while True:
+        while stop is None or not stop.is_set():
             waiter = self._waiter(key)
             events, end = await self._storage.bus_read(run_id, last)
             if end is not None:
                 return end[0], orjson.loads(end[1])
             last = events[-1][0] if events else last
-            if not await self._news(waiter) and await ended():
+            if not await self._news(waiter, stop) and await ended():
                 _, end = await self._storage.bus_read(run_id, last)
                 return (end[0], orjson.loads(end[1])) if end is not None else None
+        return None
 
     # protocol-v2 thread streams --------------------------------------------------------
     async def publish_thread(self, thread_id: str, events: list[ProtocolEvent]) -> None:

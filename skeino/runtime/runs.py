@@ -292,9 +292,13 @@ class RunService:
                     return stream.result
                 break
             if self._broker.bus is not None:
-                ended = await self._broker.bus.wait(run_id, lambda: self._ended(run_id))
+                # Until this replica claims the run, if it does: then its end comes from memory.
+                opened = self._broker.opened(run_id)
+                ended = await self._broker.bus.wait(run_id, lambda: self._ended(run_id), opened)
                 if ended is not None and ended[1] is not None:
                     return ended[1]
+                if ended is None and opened.is_set() and self._broker.get(run_id) is not None:
+                    continue
                 break
             if await self._ended(run_id):
                 break
@@ -397,9 +401,16 @@ class RunService:
             return
         bus = self._broker.bus
         if bus is not None and (run["status"] in RUN_INFLIGHT or await bus.exists(run["run_id"])):
-            # Executing (or to execute) on any replica: its events come through the bus.
-            async for batch in bus.follow(run["run_id"], after, lambda: self._ended(run["run_id"])):
+            # Executing (or to execute) on any replica: its events come through the bus, until
+            # this replica claims the run, if it does; then the rest from memory.
+            opened = self._broker.opened(run["run_id"])
+            async for batch in bus.follow(run["run_id"], after, lambda: self._ended(run["run_id"]), opened):
+                after = batch[-1][0]
                 yield batch
+            stream = self._broker.get(run["run_id"]) if opened.is_set() else None
+            if stream is not None:
+                async for batch in stream.follow(after):
+                    yield batch
             return
         replay = await self._broker.replay(run["run_id"], after)
         if replay:
