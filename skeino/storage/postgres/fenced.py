@@ -5,8 +5,10 @@ that a survivor has taken over and recovered. Its checkpoint writes must not lan
 of what the survivor recorded: while the task runs under a lease (storage.base.LEASE_FENCE),
 each checkpoint write is one transaction that first calls skeino_fence, which share-locks
 the run row and fails unless the run is still running under that lease epoch. A take-over
-then either waits for the write to commit or makes it fail with LeaseLost. The fence costs
-a few round trips per checkpoint write (BEGIN, the fence, COMMIT).
+then either waits for the write to commit or makes it fail with LeaseLost. On a pool the
+fence rides in the write's own message (see _Batch): no round trip of its own, and no
+transaction left open while the replica is paused, since Postgres runs the whole message
+at once.
 
 Unfenced, on a pool, the saver takes no lock of its own (each call has its own connection),
 its writes go as one message each (_Batch), and those of a run with LangGraph's default
@@ -55,13 +57,13 @@ class FencedPostgresSaver(AsyncPostgresSaver):
     async def _cursor(self, *, pipeline: bool = False) -> AsyncIterator[AsyncCursor[DictRow]]:
         fence = LEASE_FENCE.get()
         writing = _WRITING.get()
-        if fence is not None and writing:
-            async with self._fenced(fence) as cur:
-                yield cur
-            return
         if not isinstance(self.conn, AsyncConnectionPool):
-            async with super()._cursor(pipeline=pipeline) as cur:
-                yield cur
+            if fence is not None and writing:
+                async with self._fenced(fence) as cur:
+                    yield cur
+            else:
+                async with super()._cursor(pipeline=pipeline) as cur:
+                    yield cur
             return
         # On a pool each call has a connection of its own: the saver's lock, which guards one
         # shared connection, would only make every run's checkpoint reads and writes wait
@@ -70,7 +72,7 @@ class FencedPostgresSaver(AsyncPostgresSaver):
             if writing:
                 batch = _Batch(conn)
                 yield batch  # type: ignore[misc]
-                await batch.send(relaxed=not CHECKPOINT_FLUSH.get())
+                await batch.send(relaxed=not CHECKPOINT_FLUSH.get(), fence=fence)
             elif pipeline:
                 async with conn.pipeline(), conn.cursor(binary=True, row_factory=dict_row) as cur:
                     yield cur
@@ -80,7 +82,7 @@ class FencedPostgresSaver(AsyncPostgresSaver):
 
     @asynccontextmanager
     async def _fenced(self, fence: tuple[str, int]) -> AsyncIterator[AsyncCursor[DictRow]]:
-        # A pool connection of its own, and no pipeline: a replica paused mid-pipeline leaves
+        # (A saver on one connection, not a pool.) No pipeline: a replica paused mid-pipeline leaves
         # its session "active" with the fence's lock held, where idle_in_transaction_session_timeout
         # (see backend.py) cannot end it; between plain statements it is "idle in transaction".
         async with _ainternal.get_connection(self.conn) as conn:
@@ -121,12 +123,19 @@ class _Batch:
         # A newer saver reading results back would need a real cursor: say so at once.
         raise AttributeError(f"checkpoint writes are batched; the saver asked for cursor.{name}")
 
-    async def send(self, *, relaxed: bool) -> None:
+    async def send(self, *, relaxed: bool, fence: tuple[str, int] | None = None) -> None:
         if not self._statements:
             return
-        if relaxed:
-            self._statements.insert(0, "SET LOCAL synchronous_commit TO off")
-        await self._cursor.execute(";\n".join(self._statements), prepare=False)
+        head = ["SET LOCAL synchronous_commit TO off"] if relaxed else []
+        if fence is not None:
+            # First in the same transaction: the writes land only while the lease is held.
+            head.append(self._cursor.mogrify("SELECT skeino_fence(%s, %s)", fence))
+        try:
+            await self._cursor.execute(";\n".join(head + self._statements), prepare=False)
+        except psycopg.Error as exc:
+            if fence is not None and _fence_failed(exc):
+                raise LeaseLost(fence[0]) from None
+            raise
 
 
 def _fence_failed(exc: BaseException | None) -> bool:
