@@ -143,6 +143,21 @@ def _banner(config: Config, tls: bool = False) -> str:
     )
 
 
+def _check_data_folder(config: Config) -> None:
+    """The SQLite file's folder exists or can be made (a read-only mount of the project, say)."""
+    if config.settings.database_url:
+        return
+    folder = config.db_path.parent
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"cannot create {folder} for the SQLite database ({exc.strerror}): point SKEINO_DB "
+                          "(or --db) at a writable path, or use --database-url") from None
+    if not os.access(folder, os.W_OK):
+        raise ConfigError(f"{folder} is not writable, and the SQLite database lives there: point SKEINO_DB "
+                          "(or --db) at a writable path, or use --database-url")
+
+
 def _refuse_exposure(config: Config, guard: Guard) -> None:
     """No authentication on a non-loopback address is a choice the operator states (--insecure)."""
     settings = config.settings
@@ -226,6 +241,7 @@ def main(argv: list[str] | None = None) -> int:
         from skeino.graphs import GraphRegistry
 
         _check_workers(args, config)
+        _check_data_folder(config)
         guard = Guard.from_config(config)
         _refuse_exposure(config, guard)
         registry = GraphRegistry.load(config)

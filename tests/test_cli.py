@@ -53,6 +53,14 @@ def test_invalid_json(tmp_path: Path) -> None:
     assert_refused(serve(config), str(config), "invalid JSON", "line 2")
 
 
+def test_sqlite_folder_that_cannot_be_made(tmp_path: Path) -> None:
+    # As on a read-only mount of the project: the database's folder cannot be created.
+    write(tmp_path / "g.py", "graph = None\n")  # refused before graphs are imported
+    config = write(tmp_path / "langgraph.json", '{"graphs": {"g": "./g.py:graph"}}')
+    blocker = write(tmp_path / "a-file", "")
+    assert_refused(serve(config, env={"SKEINO_DB": str(blocker / "skeino.db")}), str(blocker), "SKEINO_DB")
+
+
 # Each graph case imports LangGraph in a fresh interpreter (seconds each): start them all at once.
 GRAPH_CASES: dict[str, tuple[dict[str, str], str, str]] = {
     "raises": ({"exploding.py": 'raise RuntimeError("kaboom at import")\n'}, "my_graph", "./exploding.py:graph"),
