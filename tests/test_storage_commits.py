@@ -104,6 +104,8 @@ async def test_postgres_checkpoint_writes_of_async_runs_do_not_wait_for_the_disk
         async with saver._cursor(pipeline=True) as cur:
             await cur.execute(f"INSERT INTO {table} SELECT %s, current_setting('synchronous_commit')", (case,))
             await cur.executemany(f"INSERT INTO {table} VALUES (%s, %s)", [(case, "x"), (case, "y")])
+            # Values are quoted into the message: quotes, percent signs and placeholders in them stay text.
+            await cur.execute(f"INSERT INTO {table} VALUES (%s, %s)", (case, "it's 50%s %(x)s done;"))
 
     try:
         # Each in a task of its own, as runs are: the context variables stay there.
@@ -111,10 +113,11 @@ async def test_postgres_checkpoint_writes_of_async_runs_do_not_wait_for_the_disk
         await asyncio.create_task(write("sync run", True, True))
         await asyncio.create_task(write("not a write", False, False))  # reads and deletes are left alone
         async with saver.conn.connection() as conn:
-            rows = await (await conn.execute(f"SELECT case_name, setting FROM {table} WHERE setting NOT IN ('x', 'y')")).fetchall()
+            rows = await (await conn.execute(f"SELECT case_name, setting FROM {table} "
+                                             "WHERE setting NOT IN ('x', 'y', 'it''s 50%s %(x)s done;')")).fetchall()
             assert {r["case_name"]: r["setting"] for r in rows} == {"async run": "off", "sync run": "on", "not a write": "on"}
             n = await (await conn.execute(f"SELECT count(*) AS n FROM {table}")).fetchone()
-            assert n["n"] == 9  # every statement of every batch landed
+            assert n["n"] == 12  # every statement of every batch landed, each value as it was sent
 
         # A saver that read a write's results back is told so, not given nothing.
         _WRITING.set(True)
