@@ -136,6 +136,8 @@ class StreamBroker:
         self._expiry: dict[str, asyncio.TimerHandle] = {}
         # Group commits of resumable runs: the task storing a run's events, while one does.
         self._flush_tasks: dict[str, asyncio.Task[None]] = {}
+        # The same for the bus: the task sending a run's events to the other replicas, while one does.
+        self._send_tasks: dict[str, asyncio.Task[None]] = {}
         # Held by the runs that feed a log and the connections that read it.
         self._thread_logs: weakref.WeakValueDictionary[str, ThreadLog] = weakref.WeakValueDictionary()
         # Set when a run's stream opens here; held by the readers of the bus waiting for it.
@@ -204,12 +206,34 @@ class StreamBroker:
             signal.set()
 
     async def flush(self, stream: RunStream, force: bool = False) -> None:
-        """Send new events to the other replicas; with `force`, also store every event of a resumable run."""
+        """Send new events to the other replicas, and store those of a resumable run.
+
+        Both by group commit (each starts its write now, or right after the one under way,
+        which carries everything published meanwhile); with `force`, both are done on return.
+        """
         if self.bus is not None:
-            await self._send(stream)
+            if force:
+                await self._send_rest(stream)
+            elif stream.run_id not in self._send_tasks:
+                self._send_tasks[stream.run_id] = asyncio.get_running_loop().create_task(
+                    self._send_in_background(stream), name=f"skeino-send-{stream.run_id}")
         if force:
             await self._store_rest(stream)
         # (else the publish already started or queued its group commit: see _schedule_persist)
+
+    async def _send_in_background(self, stream: RunStream) -> None:
+        try:
+            while await self._send(stream):
+                pass  # events published meanwhile go next
+        finally:
+            self._send_tasks.pop(stream.run_id, None)
+
+    async def _send_rest(self, stream: RunStream, end: tuple[str, Any] | None = None) -> None:
+        """Send what is not sent yet (and the end), after the write under way."""
+        task = self._send_tasks.get(stream.run_id)
+        if task is not None:
+            await asyncio.wait([task])
+        await self._send(stream, end)
 
     async def _store_rest(self, stream: RunStream) -> None:
         """Store a resumable run's events not stored yet, after any write under way."""
@@ -257,8 +281,8 @@ class StreamBroker:
             raise
         stream.stored(stream.flushed)
 
-    async def _send(self, stream: RunStream, end: tuple[str, Any] | None = None) -> None:
-        """Send the other replicas the run's new events and v2 events (and its end) in one write."""
+    async def _send(self, stream: RunStream, end: tuple[str, Any] | None = None) -> bool:
+        """Send the other replicas the run's new events and v2 events (and its end) in one write; whether it wrote."""
         events: list[Event] = []
         protocol: list[ProtocolEvent] = []
         # Until the next renewal (or the run's recorded end) says the run is still ours, its
@@ -269,13 +293,14 @@ class StreamBroker:
             if stream.protocol_outbox:
                 protocol, stream.protocol_outbox[:] = list(stream.protocol_outbox), []
         if not (events or protocol or end):
-            return
+            return False
         try:
             await self.bus.send(stream.run_id, events, stream.thread_id, protocol, end)
         except Exception as exc:  # the run goes on; followers elsewhere miss these events
             if end is not None or stream.lease is None or stream.lease.trusted():  # (else the run is no longer ours)
                 logger.warning("run %s: sending %s to other replicas failed: %s", stream.run_id,
                                "its end" if end is not None else "events", exc)
+        return True
 
     async def finish(self, stream: RunStream, status: str, result: Any) -> None:
         """Mark the run's log complete, persist it if resumable, tell the other replicas, expire it later."""
@@ -285,7 +310,7 @@ class StreamBroker:
         # replicas in one write after them (followers there wait for the end).
         stream.finish(status, result)
         if self.bus is not None:
-            await self._send(stream, (status, result))
+            await self._send_rest(stream, (status, result))
         loop = asyncio.get_running_loop()
         self._expiry[stream.run_id] = loop.call_later(self._keep_seconds, self.drop, stream.run_id)
 
@@ -323,5 +348,5 @@ class StreamBroker:
         for handle in self._expiry.values():
             handle.cancel()
         self._expiry.clear()
-        for task in self._flush_tasks.values():
+        for task in [*self._flush_tasks.values(), *self._send_tasks.values()]:
             task.cancel()
